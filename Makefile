@@ -1,0 +1,38 @@
+# coresetlab — one command each; every target installs first when .venv is missing.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PROFILE ?= fast
+EXP     ?= lenet_autocl
+ARGS    ?=
+
+.PHONY: install run test test-full report lint clean-cache help
+
+help:
+	@echo "make install | run [EXP=lenet_autocl PROFILE=fast ARGS=...] | test | test-full | report | lint"
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[test]'
+
+install: $(BIN)/python
+
+run: install   ## one paper artefact (default: AutoCL Table 2, fast profile), then the report
+	$(BIN)/python run.py +experiment=$(EXP) profile=$(PROFILE) $(ARGS)
+	$(BIN)/python -m coresetlab.report
+
+test: install  ## fast tests (CI)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-full: install
+	$(BIN)/python -m pytest -q
+
+report: install
+	$(BIN)/python -m coresetlab.report
+
+lint: install
+	$(BIN)/ruff check src tests run.py experiments
+
+clean-cache:
+	rm -rf .cache

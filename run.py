@@ -1,0 +1,30 @@
+#!/usr/bin/env python
+"""Entry point:  python run.py +experiment=<name> [profile=fast|smoke] [seed=N] [key=value ...] [-m]"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+import coresetlab.resolvers  # noqa: F401  (registers ${by_profile:...}, ${data_root:}, ...)
+from coresetlab.runner import execute
+
+os.environ.setdefault("WANDB_MODE", "offline")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> int:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    rc = execute(cfg)
+    if rc and HydraConfig.get().mode == RunMode.RUN:
+        sys.exit(rc)
+    return rc  # in a multirun a failed job does not stop the others
+
+
+if __name__ == "__main__":
+    main()

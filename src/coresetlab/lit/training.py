@@ -1,0 +1,110 @@
+"""Fit a LightningModule with the configured trainer, keep the best validation state; evaluate fast."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import nn
+from torch.utils.data import DataLoader
+
+log = logging.getLogger("coresetlab")
+
+
+class BestState(pl.Callback):
+    """Keep (in memory and in checkpoints) the model state with the best validation ``monitor``.
+
+    Model selection always uses validation metrics, never test ones.
+    """
+
+    def __init__(self, monitor: str = "val_acc", mode: str = "max") -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.monitor, self.mode = monitor, mode
+        self.best_score = math.inf if mode == "min" else -math.inf
+        self.best_epoch = -1
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def _better(self, score: float) -> bool:
+        return score < self.best_score if self.mode == "min" else score > self.best_score
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        score = float(trainer.callback_metrics[self.monitor])
+        if math.isfinite(score) and self._better(score):
+            self.best_score, self.best_epoch = score, trainer.current_epoch
+            self.best_state = copy.deepcopy(pl_module.model.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_state": self.best_state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score = state_dict["best_score"]
+        self.best_epoch = state_dict["best_epoch"]
+        self.best_state = state_dict["best_state"]
+
+
+def make_trainer(ctx, phase: str, epochs: int, callbacks: list[pl.Callback], ckpt_dir: Path | None) -> pl.Trainer:
+    """The configured ``pytorch_lightning.Trainer`` (``cfg.trainer``) for one training phase."""
+    if ckpt_dir is not None:
+        callbacks = [*callbacks, pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0)]
+    return instantiate(
+        ctx.cfg.trainer,
+        max_epochs=int(epochs),
+        callbacks=callbacks,
+        logger=ctx.logger(phase),
+        default_root_dir=str(ctx.out_dir),
+        enable_checkpointing=ckpt_dir is not None,
+    )
+
+
+def fit_module(
+    ctx,
+    module: pl.LightningModule,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    phase: str,
+    epochs: int,
+    monitor: str = "val_acc",
+    mode: str = "max",
+    ckpt_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Train ``module`` for ``epochs`` epochs and load the best-validation weights into ``module.model``.
+
+    With ``ckpt_dir`` a ``last.ckpt`` is written every epoch and an interrupted fit resumes from it.
+    Returns ``{"epochs": run, "best_epoch": e, "best_<monitor>": score}``.
+    """
+    best = BestState(monitor, mode)
+    trainer = make_trainer(ctx, phase, epochs, [best], ckpt_dir)
+    ckpt_path = None
+    if ckpt_dir is not None and (Path(ckpt_dir) / "last.ckpt").exists():
+        ckpt_path = str(Path(ckpt_dir) / "last.ckpt")
+        log.info("%s: resuming from %s", phase, ckpt_path)
+    if epochs > 0:
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
+    if best.best_state is not None:
+        module.model.load_state_dict(best.best_state)
+    return {"epochs": int(trainer.current_epoch), "best_epoch": best.best_epoch, f"best_{monitor}": best.best_score}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
+    """Mean cross entropy and accuracy of ``model`` over ``loader`` (eval mode, no grad)."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, n = 0.0, 0, 0
+    for x, y in loader:
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += int((logits.argmax(1) == y).sum())
+        n += len(y)
+    model.train(was_training)
+    return {"loss": loss_sum / n, "acc": correct / n}

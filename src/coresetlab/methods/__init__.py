@@ -1,0 +1,1 @@
+"""Pure, typed algorithm functions, one module (or package) per paper; no Lightning, no Hydra."""

@@ -1,0 +1,155 @@
+"""Build the report folder: ``REPRODUCTION.md`` + per-artefact tables (.md/.csv/.tex) and figures (.png/.pdf).
+
+For each manifest in ``experiments/`` and each profile that has runs: our mean ± std over seeds, n,
+profile, the paper's value and Δ. Only ``paper``-profile numbers are reproductions; the report says so
+next to every other profile. Failed and unreadable runs are listed explicitly, and so are artefacts
+with no runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from coresetlab.report.collect import load_runs
+from coresetlab.report.figures import line_figure
+from coresetlab.report.manifests import load_manifests
+from coresetlab.report.tables import (
+    profiles_present,
+    records_table,
+    runs_table,
+    runs_table_markdown,
+    select,
+    to_markdown,
+)
+
+log = logging.getLogger("coresetlab.report")
+
+PROFILE_NOTE = {
+    "paper": "paper profile: the paper's recipe — a reproduction attempt",
+    "fast": "**fast profile: reduced recipe — NOT a reproduction of the paper**",
+    "smoke": "**smoke profile: pipeline check only — numbers are meaningless**",
+}
+
+
+def _slug(s: str) -> str:
+    return s.replace("/", "_").replace(" ", "_")
+
+
+def _write_table(df: pd.DataFrame, base: Path, markdown: str) -> list[Path]:
+    base.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(base.with_suffix(".csv"), index=False)
+    base.with_suffix(".md").write_text(markdown + "\n")
+    tex = df.drop(columns=[c for c in ("fmt",) if c in df.columns]).to_latex(index=False, na_rep="--", float_format="%.4g")
+    base.with_suffix(".tex").write_text(tex)
+    return [base.with_suffix(s) for s in (".md", ".csv", ".tex")]
+
+
+def _call_builder(path: str, manifest, runs, records, out_dir) -> list[Path]:
+    mod, fn = path.rsplit(".", 1)
+    return list(getattr(importlib.import_module(mod), fn)(manifest, runs, records, out_dir))
+
+
+def build_artefact(m: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame, out: Path) -> list[str]:
+    """Write one artefact's tables and figures; return its section of REPRODUCTION.md."""
+    md = [f"## {m['id']} — {m['title']}", ""]
+    md.append(f"Experiment `{m['experiment']}`; command: `{m.get('command', 'python run.py +experiment=' + m['experiment'])}`")
+    md.append("")
+    for note in m["notes"]:
+        md.append(f"> {note}")
+    if m["notes"]:
+        md.append("")
+    mine = select(runs, {"artefact": m["id"]}) if not runs.empty else runs
+    recs = select(records, {"artefact": m["id"]}) if not records.empty else records
+    if mine.empty:
+        md += ["_No runs found for this artefact._", ""]
+        # still show quoted paper values so the reader knows what is to be reproduced
+        for spec in m["tables"]:
+            if spec.get("source", "runs") == "runs":
+                t = runs_table(spec, runs.iloc[0:0] if not runs.empty else pd.DataFrame(), "paper")
+                if not t.empty:
+                    md += [f"Paper values ({spec['name']}):", "", runs_table_markdown(t[t["source"] != "ours"]), ""]
+        return md
+    failed = mine[mine["status"] != "ok"]
+    counts = mine.groupby(["profile", "status"]).size().reset_index(name="runs")
+    md += ["Runs: " + ", ".join(f"{r.profile}/{r.status}: {r.runs}" for r in counts.itertuples()), ""]
+    for profile in profiles_present(mine):
+        md += [f"### Profile `{profile}`", "", PROFILE_NOTE.get(profile, profile), ""]
+        ok = mine[(mine["profile"] == profile) & (mine["status"] == "ok")]
+        if not ok.empty:
+            ds = ", ".join(sorted(set(map(str, ok["dataset"].dropna()))))
+            md += [f"Dataset(s): {ds}; seeds: {sorted(set(ok['seed'].dropna().astype(int)))}; "
+                   f"wall time per run: {ok['wall_time_s'].mean():.0f} s (mean)", ""]
+        for spec in m["tables"]:
+            base = out / "tables" / f"{_slug(m['id'])}_{spec['name']}_{profile}"
+            if spec.get("source", "runs") == "runs":
+                t = runs_table(spec, mine, profile)
+                text = runs_table_markdown(t)
+            else:
+                t = records_table(spec, recs, profile)
+                text = to_markdown(t)
+            if t.empty:
+                continue
+            _write_table(t, base, text)
+            md += [f"**{spec.get('title', spec['name'])}**", "", text, ""]
+        for spec in m["figures"]:
+            data = recs if spec.get("source", "records") == "records" else mine
+            data = data[(data["profile"] == profile) & (data["status"] == "ok")] if not data.empty else data
+            base = out / "figures" / f"{_slug(m['id'])}_{spec['name']}_{profile}"
+            title = f"{m['title']} [{spec['name']}, profile={profile}]"
+            if spec.get("builder"):
+                paths = _call_builder(spec["builder"], {**m, "figure": spec, "profile": profile}, mine, recs, base.parent)
+            else:
+                paths = line_figure(spec, data, base, title)
+            for p in paths:
+                if p.suffix == ".png":
+                    md += [f"![{spec['name']} ({profile})]({p.relative_to(out)})", ""]
+            if spec.get("paper_shape"):
+                md += [f"Paper's shape: {spec['paper_shape']}", ""]
+    if not failed.empty:
+        md += ["Failed runs:", ""]
+        md += [f"- `{r.run_dir}` ({r.profile}, seed {r.seed}): {r.error}" for r in failed.itertuples()]
+        md.append("")
+    return md
+
+
+def build_report(run_paths: list[Path], out: Path, manifest_dir: Path | None = None) -> Path:
+    """Aggregate the runs below ``run_paths`` into ``out``; return the path of REPRODUCTION.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    runs, records = load_runs(run_paths)
+    manifests = load_manifests(manifest_dir)
+    runs.to_csv(out / "runs.csv", index=False)
+    if not records.empty:
+        records.to_csv(out / "records.csv", index=False)
+    md = [
+        "# coresetlab reproduction report", "",
+        f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} from {len(runs)} run folder(s): "
+        + ", ".join(f"`{p}`" for p in run_paths), "",
+        "Only runs with profile `paper` are reproductions of the paper's recipe; `fast` and `smoke` numbers are "
+        "shown for pipeline checks and are labelled as such. Paper values come from the manifests in "
+        "`experiments/`; rows marked *quoted* were not run by us.", "",
+    ]
+    if not runs.empty:
+        inv = runs.groupby(["experiment", "profile", "status"], dropna=False).size().reset_index(name="runs")
+        md += ["## Run inventory", "", inv.to_markdown(index=False), ""]
+        bad = runs[runs["status"] != "ok"]
+        if not bad.empty:
+            md += [f"**{len(bad)} failed/unreadable run(s)** — see the artefact sections and runs.csv.", ""]
+    known = {m["id"] for m in manifests}
+    if not runs.empty:
+        unknown = sorted(set(runs["artefact"].dropna()) - known)
+        if unknown:
+            md += ["Runs whose artefact has no manifest: " + ", ".join(unknown), ""]
+    missing = [m["id"] for m in manifests if runs.empty or m["id"] not in set(runs["artefact"].dropna())]
+    if missing:
+        md += ["Artefacts with no runs yet: " + ", ".join(missing), ""]
+    for m in manifests:
+        md += build_artefact(m, runs, records, out)
+    path = out / "REPRODUCTION.md"
+    path.write_text("\n".join(md) + "\n")
+    return path

@@ -1,0 +1,52 @@
+"""Generic figures: mean ± std of metrics vs an x column, one line per ``hue``, one panel per metric."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from coresetlab.report.tables import select  # noqa: E402
+
+
+def line_figure(spec: dict[str, Any], data: pd.DataFrame, out_base: Path, title: str) -> list[Path]:
+    """Plot ``spec['y']`` (one panel each) against ``spec['x']`` with one line per ``spec['hue']``.
+
+    Shaded bands are ± one standard deviation over seeds/repetitions. Writes ``out_base``.png/.pdf.
+    """
+    ys = spec["y"] if isinstance(spec["y"], list) else [spec["y"]]
+    data = select(data, spec.get("where"))
+    if data.empty:
+        return []
+    hue = spec.get("hue")
+    fig, axes = plt.subplots(1, len(ys), figsize=(5.2 * len(ys), 4.0), squeeze=False)
+    for ax, y in zip(axes[0], ys):
+        if y not in data.columns:
+            ax.set_visible(False)
+            continue
+        groups = data.groupby(hue) if hue else [("all", data)]
+        for label, g in groups:
+            s = g.groupby(spec["x"])[y].agg(["mean", "std"]).reset_index().sort_values(spec["x"])
+            ax.plot(s[spec["x"]], s["mean"], marker="o", ms=3.5, lw=1.6, label=str(label))
+            ax.fill_between(s[spec["x"]], s["mean"] - s["std"].fillna(0), s["mean"] + s["std"].fillna(0), alpha=0.2)
+        if spec.get("logy"):
+            ax.set_yscale("log")
+        if spec.get("logx"):
+            ax.set_xscale("log")
+        ax.set_xlabel(spec.get("xlabel", spec["x"]))
+        ax.set_ylabel((spec.get("ylabels") or {}).get(y, y))
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out_base.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out_base.with_suffix(".png"), out_base.with_suffix(".pdf")]
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,133 @@
+"""Artefact tables: our mean ± std over seeds next to the paper's value, per profile."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PROFILE_ORDER = ["paper", "fast", "smoke"]
+
+
+def fmt_value(x: Any, fmt: str = "float") -> str:
+    """Format one number: ``pct`` (fraction shown as %), ``int``, ``sci`` or ``float``."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if fmt == "pct":
+        return f"{100 * x:.2f} %"
+    if fmt == "int":
+        return f"{int(round(x)):,}"
+    if fmt == "sci":
+        return f"{x:.3g}"
+    return f"{x:.4g}"
+
+
+def mean_std(values: pd.Series) -> tuple[float, float, int]:
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return float("nan"), float("nan"), 0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, int(len(v))
+
+
+def select(df: pd.DataFrame, where: dict[str, Any] | None) -> pd.DataFrame:
+    """Rows of ``df`` whose columns equal every ``where`` value (a list means 'any of')."""
+    if df.empty:
+        return df
+    mask = pd.Series(True, index=df.index)
+    for col, val in (where or {}).items():
+        if col not in df.columns:
+            return df.iloc[0:0]
+        mask &= df[col].isin(val) if isinstance(val, list) else (df[col] == val)
+    return df[mask]
+
+
+def profiles_present(df: pd.DataFrame) -> list[str]:
+    if df.empty or "profile" not in df.columns:
+        return []
+    present = set(df["profile"].dropna())
+    return [p for p in PROFILE_ORDER if p in present] + sorted(present - set(PROFILE_ORDER))
+
+
+def runs_table(spec: dict[str, Any], runs: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """Long table: one line per (row label, metric) with ours (mean, std, n), paper value and Δ."""
+    out = []
+    ok = runs[(runs.get("status") == "ok") & (runs.get("profile") == profile)] if not runs.empty else runs
+    for row in spec.get("rows", []):
+        sel = select(ok, row.get("where"))
+        for metric, mspec in (row.get("metrics") or {}).items():
+            mspec = mspec or {}
+            mean, std, n = mean_std(sel[metric]) if metric in sel.columns else (float("nan"), float("nan"), 0)
+            paper = mspec.get("paper")
+            out.append({
+                "row": row["label"], "metric": metric, "source": "ours", "profile": profile,
+                "mean": mean, "std": std, "n": n, "paper": paper,
+                "delta": (mean - paper) if (paper is not None and n) else float("nan"),
+                "fmt": mspec.get("fmt", "float"),
+            })
+    for q in spec.get("quoted", []):
+        for metric, val in (q.get("values") or {}).items():
+            out.append({
+                "row": q["label"], "metric": metric, "source": f"quoted ({q.get('source', 'paper')})",
+                "profile": "–", "mean": float("nan"), "std": float("nan"), "n": 0, "paper": val,
+                "delta": float("nan"), "fmt": _fmt_of(spec, metric),
+            })
+    return pd.DataFrame(out)
+
+
+def _fmt_of(spec: dict[str, Any], metric: str) -> str:
+    for row in spec.get("rows", []):
+        m = (row.get("metrics") or {}).get(metric)
+        if m and "fmt" in m:
+            return m["fmt"]
+    return "float"
+
+
+def runs_table_markdown(t: pd.DataFrame) -> str:
+    """Human table: Row | metric | ours (mean ± std, n) | profile | paper | Δ | source."""
+    lines = ["| Row | Metric | Ours (mean ± std) | n | Profile | Paper | Δ (ours − paper) | Source |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in t.itertuples():
+        ours = "–" if r.n == 0 else f"{fmt_value(r.mean, r.fmt)} ± {fmt_value(r.std, r.fmt)}"
+        delta = "–" if (isinstance(r.delta, float) and math.isnan(r.delta)) else fmt_value(r.delta, r.fmt)
+        lines.append(f"| {r.row} | {r.metric} | {ours} | {r.n} | {r.profile} | "
+                     f"{fmt_value(r.paper, r.fmt) if r.paper is not None else '–'} | {delta} | {r.source} |")
+    return "\n".join(lines)
+
+
+def records_table(spec: dict[str, Any], records: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """Pivot of mean ± std of each metric by ``index`` (rows) and ``columns`` (e.g. method)."""
+    if records.empty:
+        return pd.DataFrame()
+    rec = select(records[(records["profile"] == profile) & (records["status"] == "ok")], spec.get("where"))
+    if rec.empty:
+        return pd.DataFrame()
+    index = spec.get("index", [])
+    index = [index] if isinstance(index, str) else list(index)
+    cols = spec.get("columns")
+    keys = index + ([cols] if cols else [])
+    frames = []
+    for metric in spec.get("metrics", []):
+        if metric not in rec.columns:
+            continue
+        g = rec.groupby(keys, dropna=False)[metric].agg(["mean", "std", "count"]).reset_index()
+        g["metric"] = metric
+        frames.append(g)
+    if not frames:
+        return pd.DataFrame()
+    long = pd.concat(frames, ignore_index=True)
+    long["cell"] = [
+        f"{fmt_value(m, spec.get('fmt', 'sci'))} ± {fmt_value(0.0 if np.isnan(s) else s, spec.get('fmt', 'sci'))}"
+        for m, s in zip(long["mean"], long["std"])
+    ]
+    if cols:
+        wide = long.pivot_table(index=["metric", *index], columns=cols, values="cell", aggfunc="first")
+        return wide.reset_index()
+    return long
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "_no runs_"
+    return df.to_markdown(index=False)

@@ -1,0 +1,177 @@
+"""Run one composed config: validate it, call the experiment's task, write ``results.json``.
+
+A *task* is a function ``run(cfg: DictConfig, ctx: RunContext) -> dict`` named by ``cfg.task._target_``
+(e.g. ``coresetlab.tasks.autocl_compression.run``). It returns a dict with any of: ``method``,
+``model``, ``dataset`` (names), ``metrics`` (flat ``{name: number}``), ``params_before``,
+``params_after``, ``compression``, ``table`` (list of flat rows), ``extra`` (free-form). The runner
+adds identity (experiment, artefact, profile, seed), timing, versions and the git sha.
+
+Error policy:
+
+* bad input (:class:`~coresetlab.errors.CoresetlabError`: wrong config value, missing/corrupt data)
+  -> one ``error:`` line on stderr, exit status 2, **no** ``results.json``;
+* anything else raised by the task -> ``results.json`` with ``status: failed`` and the error, the
+  traceback in the run's log, exit status 1 (in a multirun the other jobs go on).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from coresetlab import records
+from coresetlab.config_schema import validate_config
+from coresetlab.errors import CoresetlabError
+
+log = logging.getLogger("coresetlab")
+T = TypeVar("T")
+
+
+@dataclass
+class RunContext:
+    """What a task needs besides the config: where to write, the cache, the seed and the profile."""
+
+    cfg: DictConfig
+    out_dir: Path
+    cache_dir: Path
+    data_root: Path
+    seed: int
+    profile: str
+    stage_times: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage of the pipeline (recorded as ``stage_times_s`` in results.json)."""
+        t0 = time.perf_counter()
+        log.info("stage %s ...", name)
+        try:
+            yield
+        finally:
+            self.stage_times[name] = self.stage_times.get(name, 0.0) + time.perf_counter() - t0
+            log.info("stage %s done in %.1fs", name, self.stage_times[name])
+
+    def progress(self, it: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
+        """A tqdm progress bar (stderr) for long non-Lightning loops; silent when stderr is not a tty."""
+        from tqdm.auto import tqdm
+
+        return tqdm(it, desc=desc, total=total, leave=False, disable=None, dynamic_ncols=True)
+
+    def logger(self, phase: str):
+        """The configured Lightning logger for one training phase (``<run>/logs/<phase>/``), or False."""
+        from hydra.utils import instantiate
+
+        lcfg = self.cfg.get("logger")
+        if not lcfg or "_target_" not in lcfg:
+            return False
+        target = lcfg._target_
+        kwargs: dict[str, Any] = {"save_dir": str(self.out_dir)}
+        if target.endswith("WandbLogger"):
+            kwargs.update(name=f"{self.cfg.experiment}-{phase}-s{self.seed}", id=None)
+        else:
+            kwargs.update(version=phase)
+        return instantiate(lcfg, **kwargs)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _output_dir(cfg: DictConfig) -> Path:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # composed without Hydra's runtime (tests, notebooks)
+        return Path(cfg.get("output_dir") or Path.cwd())
+
+
+def _identity(cfg: DictConfig) -> dict[str, Any]:
+    return {
+        "experiment": cfg.experiment,
+        "artefact": cfg.get("artefact"),
+        "profile": cfg.profile.name,
+        "seed": int(cfg.seed),
+    }
+
+
+def execute(cfg: DictConfig, out_dir: Path | None = None) -> int:
+    """Run the task of ``cfg``; return the process exit status (0 ok, 1 failed, 2 bad input)."""
+    started, t0 = _now(), time.perf_counter()
+    out_dir = Path(out_dir) if out_dir else _output_dir(cfg)
+    try:
+        validate_config(cfg)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except CoresetlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # interpolation / resolver errors are config errors too
+        print(f"error: invalid configuration: {e}", file=sys.stderr)
+        return 2
+    out_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create(resolved), out_dir / "resolved_config.yaml")
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+
+    import pytorch_lightning as pl
+    from hydra.utils import get_method
+
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    ctx = RunContext(
+        cfg=cfg, out_dir=out_dir, cache_dir=Path(cfg.paths.cache_dir), data_root=Path(cfg.paths.data_root),
+        seed=int(cfg.seed), profile=cfg.profile.name,
+    )
+    base = {
+        "schema": records.SCHEMA_VERSION, **_identity(cfg), "run_dir": str(out_dir),
+        "started_at": started, "git_sha": records.git_sha(), "versions": records.versions(),
+    }
+    log.info("run %s (profile %s, seed %s) -> %s", cfg.experiment, cfg.profile.name, cfg.seed, out_dir)
+    try:
+        task = get_method(cfg.task._target_)
+        out = task(cfg, ctx) or {}
+    except CoresetlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        log.error("bad input: %s", e)
+        return 2
+    except Exception as e:  # a genuine failure: record it, never a half result
+        log.error("run failed:\n%s", traceback.format_exc())
+        print(f"error: run failed: {type(e).__name__}: {e} (traceback in {out_dir})", file=sys.stderr)
+        records.write_json_atomic(
+            out_dir / records.RESULTS_FILE,
+            {**base, "status": "failed", "error": f"{type(e).__name__}: {e}", "metrics": {},
+             "wall_time_s": time.perf_counter() - t0, "finished_at": _now(), "stage_times_s": ctx.stage_times},
+        )
+        return 1
+    result = {
+        **base,
+        "method": out.get("method"),
+        "model": out.get("model"),
+        "dataset": out.get("dataset"),
+        "status": "ok",
+        "error": None,
+        "metrics": out.get("metrics", {}),
+        "params_before": out.get("params_before"),
+        "params_after": out.get("params_after"),
+        "compression": out.get(
+            "compression", records.compression_ratio(out.get("params_before"), out.get("params_after"))
+        ),
+        "wall_time_s": time.perf_counter() - t0,
+        "stage_times_s": ctx.stage_times,
+        "finished_at": _now(),
+    }
+    for key in ("table", "extra"):
+        if key in out:
+            result[key] = out[key]
+    records.write_json_atomic(out_dir / records.RESULTS_FILE, result)
+    log.info("results -> %s", out_dir / records.RESULTS_FILE)
+    return 0

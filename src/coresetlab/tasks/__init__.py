@@ -1,0 +1,1 @@
+"""Tasks: one ``run(cfg, ctx) -> dict`` per experiment kind, called by :mod:`coresetlab.runner`."""
