@@ -71,21 +71,25 @@ def _check(section: str | None, node: Any, schema: type) -> None:
     try:
         OmegaConf.merge(OmegaConf.structured(schema), present)
     except OmegaConfBaseException as e:
-        where = section or "top level"
+        key = getattr(e, "full_key", None) or "?"
+        where = f"{section}.{key}" if section else key
         msg = str(e).splitlines()[0]
-        raise ConfigError(f"wrong type in {where}: {msg}") from None
+        raise ConfigError(f"wrong type for '{where}' (in {section or 'top level'}): {msg}") from None
 
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` on wrong types, unknown profiles or a missing task."""
     try:
-        for section, schema in SECTIONS.items():
-            _check(section, cfg if section is None else cfg.get(section), schema)
         profile = cfg.profile.name
     except OmegaConfBaseException as e:
         raise ConfigError(f"invalid configuration: {str(e).splitlines()[0]}") from None
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile '{profile}'; choose one of {', '.join(PROFILES)}")
+    try:
+        for section, schema in SECTIONS.items():
+            _check(section, cfg if section is None else cfg.get(section), schema)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"invalid configuration: {str(e).splitlines()[0]}") from None
     task = cfg.get("task")
     if not task or "_target_" not in task:
         raise ConfigError(
