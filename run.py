@@ -10,20 +10,21 @@ import hydra
 from omegaconf import DictConfig
 
 import coresetlab.resolvers  # noqa: F401  (registers ${by_profile:...}, ${data_root:}, ...)
-from coresetlab.runner import execute
+from coresetlab.runner import execute, objective
 
 os.environ.setdefault("WANDB_MODE", "offline")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> int:
+def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    rc = execute(cfg)
+    rc, record = execute(cfg)
     if rc and HydraConfig.get().mode == RunMode.RUN:
         sys.exit(rc)
-    return rc  # in a multirun a failed job does not stop the others
+    # in a multirun a failed job does not stop the others; sweepers (Optuna) get the objective
+    return objective(record, cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ class TopSchema:
     artefact: Optional[str] = None
     seed: int = 0
     torch_threads: Optional[int] = None
+    force: bool = False
+    optimized_metric: Optional[str] = None
 
 
 @dataclass
@@ -50,7 +52,7 @@ class OptimizerSchema:
 class TrainerSchema:
     accelerator: str = "cpu"
     devices: Any = 1
-    deterministic: bool = False
+    deterministic: Any = False  # bool or 'warn'
     enable_progress_bar: bool = True
     log_every_n_steps: int = 50
 

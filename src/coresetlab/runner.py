@@ -17,6 +17,8 @@ Error policy:
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
 import time
 import traceback
@@ -33,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from coresetlab import records
 from coresetlab.config_schema import validate_config
 from coresetlab.errors import CoresetlabError
+from coresetlab.resolvers import run_id
 
 log = logging.getLogger("coresetlab")
 T = TypeVar("T")
@@ -49,6 +52,10 @@ class RunContext:
     seed: int
     profile: str
     stage_times: dict[str, float] = field(default_factory=dict)
+
+    def ckpt_dir(self, phase: str) -> Path:
+        """Checkpoint folder of a training phase; an interrupted run resumes from it (removed when ok)."""
+        return self.out_dir / "ckpt" / phase
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -77,7 +84,7 @@ class RunContext:
         target = lcfg._target_
         kwargs: dict[str, Any] = {"save_dir": str(self.out_dir)}
         if target.endswith("WandbLogger"):
-            kwargs.update(name=f"{self.cfg.experiment}-{phase}-s{self.seed}", id=None)
+            kwargs.update(name=f"{self.cfg.experiment}-{phase}-s{self.seed}", job_type=phase)
         else:
             kwargs.update(version=phase)
         return instantiate(lcfg, **kwargs)
@@ -105,23 +112,59 @@ def _identity(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def execute(cfg: DictConfig, out_dir: Path | None = None) -> int:
-    """Run the task of ``cfg``; return the process exit status (0 ok, 1 failed, 2 bad input)."""
+def _launcher_jobs() -> int:
+    """Parallel jobs of the current launcher (joblib ``n_jobs``), 1 when sequential or unknown."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        launcher = HydraConfig.get().launcher
+        if "joblib" in str(launcher.get("_target_", "")).lower():
+            n = int(launcher.get("n_jobs") or 1)
+            return os.cpu_count() or 1 if n < 0 else n
+    except Exception:
+        pass
+    return 1
+
+
+def _set_threads(cfg: DictConfig) -> None:
+    """Explicit ``torch_threads``, else divide the cores between parallel launcher jobs."""
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+        return
+    jobs = _launcher_jobs()
+    if jobs > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+
+
+def _finish_wandb() -> None:
+    """Close a wandb run if one is open (also when the task raised)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+def execute(cfg: DictConfig, out_dir: Path | None = None) -> tuple[int, dict[str, Any] | None]:
+    """Run the task of ``cfg``; return ``(exit status, record)`` (0 ok/skipped, 1 failed, 2 bad input)."""
     started, t0 = _now(), time.perf_counter()
     out_dir = Path(out_dir) if out_dir else _output_dir(cfg)
     try:
         validate_config(cfg)
         resolved = OmegaConf.to_container(cfg, resolve=True)
+        rid = run_id(cfg)
     except CoresetlabError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 2, None
     except Exception as e:  # interpolation / resolver errors are config errors too
         print(f"error: invalid configuration: {e}", file=sys.stderr)
-        return 2
+        return 2, None
+    previous = records.read_results(out_dir)
+    if previous and previous.get("status") == "ok" and not cfg.get("force"):
+        log.info("skip: %s already holds an ok result (force=true reruns it)", out_dir)
+        print(f"skipped (already done): {out_dir}", file=sys.stderr)
+        return 0, previous
     out_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.create(resolved), out_dir / "resolved_config.yaml")
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
+    _set_threads(cfg)
 
     import pytorch_lightning as pl
     from hydra.utils import get_method
@@ -132,7 +175,7 @@ def execute(cfg: DictConfig, out_dir: Path | None = None) -> int:
         seed=int(cfg.seed), profile=cfg.profile.name,
     )
     base = {
-        "schema": records.SCHEMA_VERSION, **_identity(cfg), "run_dir": str(out_dir),
+        "schema": records.SCHEMA_VERSION, **_identity(cfg), "run_id": rid, "run_dir": str(out_dir),
         "started_at": started, "git_sha": records.git_sha(), "versions": records.versions(),
     }
     log.info("run %s (profile %s, seed %s) -> %s", cfg.experiment, cfg.profile.name, cfg.seed, out_dir)
@@ -142,16 +185,16 @@ def execute(cfg: DictConfig, out_dir: Path | None = None) -> int:
     except CoresetlabError as e:
         print(f"error: {e}", file=sys.stderr)
         log.error("bad input: %s", e)
-        return 2
+        return 2, None
     except Exception as e:  # a genuine failure: record it, never a half result
         log.error("run failed:\n%s", traceback.format_exc())
         print(f"error: run failed: {type(e).__name__}: {e} (traceback in {out_dir})", file=sys.stderr)
-        records.write_json_atomic(
-            out_dir / records.RESULTS_FILE,
-            {**base, "status": "failed", "error": f"{type(e).__name__}: {e}", "metrics": {},
-             "wall_time_s": time.perf_counter() - t0, "finished_at": _now(), "stage_times_s": ctx.stage_times},
-        )
-        return 1
+        failed = {**base, "status": "failed", "error": f"{type(e).__name__}: {e}", "metrics": {},
+                  "wall_time_s": time.perf_counter() - t0, "finished_at": _now(), "stage_times_s": ctx.stage_times}
+        records.write_json_atomic(out_dir / records.RESULTS_FILE, failed)
+        return 1, failed
+    finally:
+        _finish_wandb()
     result = {
         **base,
         "method": out.get("method"),
@@ -173,5 +216,17 @@ def execute(cfg: DictConfig, out_dir: Path | None = None) -> int:
         if key in out:
             result[key] = out[key]
     records.write_json_atomic(out_dir / records.RESULTS_FILE, result)
+    shutil.rmtree(out_dir / "ckpt", ignore_errors=True)  # finished: resume checkpoints are not needed
     log.info("results -> %s", out_dir / records.RESULTS_FILE)
-    return 0
+    return 0, result
+
+
+def objective(record: dict[str, Any] | None, metric: str | None) -> float | None:
+    """The value a sweeper optimises: ``record['metrics'][metric]`` (NaN when the run failed)."""
+    if not metric:
+        return None
+    if not record or record.get("status") != "ok":
+        return float("nan")
+    if metric not in record["metrics"]:
+        raise KeyError(f"optimized_metric '{metric}' not in the run's metrics {sorted(record['metrics'])}")
+    return float(record["metrics"][metric])

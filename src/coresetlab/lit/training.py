@@ -84,15 +84,17 @@ def fit_module(
     """
     best = BestState(monitor, mode)
     trainer = make_trainer(ctx, phase, epochs, [best], ckpt_dir)
-    ckpt_path = None
+    ckpt_path, resumed_at = None, None
     if ckpt_dir is not None and (Path(ckpt_dir) / "last.ckpt").exists():
         ckpt_path = str(Path(ckpt_dir) / "last.ckpt")
-        log.info("%s: resuming from %s", phase, ckpt_path)
+        resumed_at = int(torch.load(ckpt_path, map_location="cpu", weights_only=False).get("epoch", -1)) + 1
+        log.info("%s: resuming from %s (epoch %s)", phase, ckpt_path, resumed_at)
     if epochs > 0:
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
     if best.best_state is not None:
         module.model.load_state_dict(best.best_state)
-    return {"epochs": int(trainer.current_epoch), "best_epoch": best.best_epoch, f"best_{monitor}": best.best_score}
+    return {"epochs": int(trainer.current_epoch), "best_epoch": best.best_epoch, f"best_{monitor}": best.best_score,
+            "resumed_at_epoch": resumed_at}
 
 
 @torch.no_grad()
@@ -100,8 +102,10 @@ def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
     """Mean cross entropy and accuracy of ``model`` over ``loader`` (eval mode, no grad)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     loss_sum, correct, n = 0.0, 0, 0
     for x, y in loader:
+        x, y = x.to(device), y.to(device)
         logits = model(x)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += int((logits.argmax(1) == y).sum())

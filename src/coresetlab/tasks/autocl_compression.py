@@ -47,7 +47,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
             module = MatchingModule(small, parent, instantiate(t.match.optimizer), _scheduler(t.match))
             fits["match"] = fit_module(
                 ctx, module, dm.loader("train", int(t.match.batch_size)), dm.loader("val"), phase="match",
-                epochs=int(t.match.epochs), monitor="val_eps", mode="min",
+                epochs=int(t.match.epochs), monitor="val_eps", mode="min", ckpt_dir=ctx.ckpt_dir("match"),
             )
     if int(t.finetune.epochs) > 0:
         with ctx.stage("finetune"):
@@ -55,7 +55,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
             fits["finetune"] = fit_module(
                 ctx, module, dm.loader("train", int(t.finetune.batch_size)), dm.loader("val"), phase="finetune",
                 epochs=int(t.finetune.epochs), monitor=t.finetune.get("monitor", "val_acc"),
-                mode=t.finetune.get("mode", "max"),
+                mode=t.finetune.get("mode", "max"), ckpt_dir=ctx.ckpt_dir("finetune"),
             )
 
     with ctx.stage("evaluate"):
