@@ -6,10 +6,10 @@ PROFILE ?= fast
 EXP     ?= lenet_autocl
 ARGS    ?=
 
-.PHONY: install run test test-full report lint clean-cache help
+.PHONY: install run test test-full report reproduce lint clean-cache help
 
 help:
-	@echo "make install | run [EXP=lenet_autocl PROFILE=fast ARGS=...] | test | test-full | report | lint"
+	@echo "make install | run [EXP=lenet_autocl PROFILE=fast ARGS=...] | test | test-full | report | reproduce [PROFILE=fast|paper] | lint"
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,9 @@ test-full: install
 
 report: install
 	$(BIN)/python -m coresetlab.report
+
+reproduce: install  ## every artefact's runs for PROFILE (fast|paper|smoke), parents first, then the report
+	$(BIN)/python -m coresetlab.reproduce --profile $(PROFILE)
 
 lint: install
 	$(BIN)/ruff check src tests run.py experiments

@@ -136,13 +136,6 @@ def _set_threads(cfg: DictConfig) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
 
 
-def _finish_wandb() -> None:
-    """Close a wandb run if one is open (also when the task raised)."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
-
-
 def execute(cfg: DictConfig, out_dir: Path | None = None) -> tuple[int, dict[str, Any] | None]:
     """Run the task of ``cfg``; return ``(exit status, record)`` (0 ok/skipped, 1 failed, 2 bad input)."""
     started, t0 = _now(), time.perf_counter()
@@ -194,7 +187,9 @@ def execute(cfg: DictConfig, out_dir: Path | None = None) -> tuple[int, dict[str
         records.write_json_atomic(out_dir / records.RESULTS_FILE, failed)
         return 1, failed
     finally:
-        _finish_wandb()
+        from coresetlab.lit.training import finish_wandb
+
+        finish_wandb()
     result = {
         **base,
         "method": out.get("method"),

@@ -52,6 +52,15 @@ class BestState(pl.Callback):
         self.best_state = state_dict["best_state"]
 
 
+def finish_wandb() -> None:
+    """Close the open wandb run, if any (after each phase, and by the runner also when a task raised)."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
 def make_trainer(ctx, phase: str, epochs: int, callbacks: list[pl.Callback], ckpt_dir: Path | None) -> pl.Trainer:
     """The configured ``pytorch_lightning.Trainer`` (``cfg.trainer``) for one training phase."""
     if ckpt_dir is not None:
@@ -90,7 +99,10 @@ def fit_module(
         resumed_at = int(torch.load(ckpt_path, map_location="cpu", weights_only=False).get("epoch", -1)) + 1
         log.info("%s: resuming from %s (epoch %s)", phase, ckpt_path, resumed_at)
     if epochs > 0:
-        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
+        try:
+            trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
+        finally:
+            finish_wandb()  # one wandb run per phase, grouped by experiment
     if best.best_state is not None:
         module.model.load_state_dict(best.best_state)
     return {"epochs": int(trainer.current_epoch), "best_epoch": best.best_epoch, f"best_{monitor}": best.best_score,

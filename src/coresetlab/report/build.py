@@ -55,6 +55,22 @@ def _call_builder(path: str, manifest, runs, records, out_dir) -> list[Path]:
     return list(getattr(importlib.import_module(mod), fn)(manifest, runs, records, out_dir))
 
 
+def missing_runs(m: dict[str, Any], mine: pd.DataFrame) -> dict[str, list[int]]:
+    """Seeds planned by the manifest (``reproduce.runs[].seeds``) without an ok run, per profile present."""
+    rep = m.get("reproduce") or {}
+    out: dict[str, list[int]] = {}
+    for profile in profiles_present(mine):
+        planned: set[int] = set()
+        for spec in rep.get("runs", []):
+            seeds = spec.get("seeds", {})
+            planned |= set(seeds.get(profile, []) if isinstance(seeds, dict) else seeds)
+        ok = mine[(mine["profile"] == profile) & (mine["status"] == "ok")]
+        have = set(ok["seed"].dropna().astype(int))
+        if planned - have:
+            out[profile] = sorted(planned - have)
+    return out
+
+
 def build_artefact(m: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame, out: Path) -> list[str]:
     """Write one artefact's tables and figures; return its section of REPRODUCTION.md."""
     md = [f"## {m['id']} — {m['title']}", ""]
@@ -111,6 +127,11 @@ def build_artefact(m: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame,
                     md += [f"![{spec['name']} ({profile})]({p.relative_to(out)})", ""]
             if spec.get("paper_shape"):
                 md += [f"Paper's shape: {spec['paper_shape']}", ""]
+    missing = missing_runs(m, mine)
+    if missing:
+        md += ["Missing runs (planned in the manifest's `reproduce` section, no ok result found):", ""]
+        md += [f"- profile `{p}`: seeds {seeds}" for p, seeds in missing.items()]
+        md.append("")
     if not failed.empty:
         md += ["Failed runs:", ""]
         md += [f"- `{r.run_dir}` ({r.profile}, seed {r.seed}): {r.error}" for r in failed.itertuples()]

@@ -1,0 +1,141 @@
+"""Sweeps and scale-out: run identity (skip/resume), launchers, Optuna, trainer presets, wandb, reproduce."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import time
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import REPO, load_results
+
+SMOKE = ["+experiment=lenet_autocl", "profile=smoke", "task.match.epochs=1", "task.finetune.epochs=1"]
+
+
+def _compose_hydra(*overrides):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_run_identity_ignores_cosmetic_keys_and_tracks_the_recipe(compose):
+    from coresetlab.resolvers import run_id
+
+    base = run_id(compose(*SMOKE))
+    assert base == run_id(compose(*SMOKE, "logger=tensorboard", "torch_threads=1", "trainer.enable_progress_bar=false"))
+    assert base != run_id(compose(*SMOKE, "seed=1"))
+    assert base != run_id(compose(*SMOKE, "task.finetune.optimizer.lr=0.01"))
+
+
+def test_relaunched_multirun_skips_finished_runs(run_cli, tmp_path):
+    env = {"CORESETLAB_OUTPUTS": str(tmp_path)}
+    first, _ = run_cli("-m", *SMOKE, "seed=0,1", env=env)
+    assert first.stderr.count("skipped (already done)") == 0
+    results = sorted((tmp_path / "runs" / "lenet_autocl").glob("*/results.json"))
+    assert len(results) == 2
+    stamps = [p.stat().st_mtime_ns for p in results]
+    again, _ = run_cli("-m", *SMOKE, "seed=0,1", env=env)
+    assert again.stderr.count("skipped (already done)") == 2
+    assert [p.stat().st_mtime_ns for p in results] == stamps  # untouched
+    forced, _ = run_cli("-m", *SMOKE, "seed=0", "force=true", env=env)
+    assert "skipped" not in forced.stderr
+
+
+def test_killed_run_resumes_from_its_checkpoint(tmp_path):
+    run_dir = tmp_path / "killed"
+    args = [sys.executable, str(REPO / "run.py"), "+experiment=lenet_autocl", "profile=smoke", "task.match.epochs=0",
+            "task.finetune.epochs=60", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = run_dir / "ckpt" / "finetune" / "last.ckpt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait()
+    assert ckpt.exists(), "the run never wrote a checkpoint"
+    assert not (run_dir / "results.json").exists(), "killed before finishing: no result"
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    res = load_results(run_dir)
+    fit = res["extra"]["fits"]["finetune"]
+    assert res["status"] == "ok" and fit["resumed_at_epoch"] >= 1 and fit["epochs"] == 60
+    assert not (run_dir / "ckpt").exists()  # cleaned once the run is ok
+
+
+def test_slurm_launcher_composes_and_the_job_is_picklable():
+    cfg = _compose_hydra(*SMOKE, "hydra/launcher=slurm", "hydra.launcher.partition=debug")
+    launcher = cfg.hydra.launcher
+    assert "SlurmLauncher" in launcher._target_
+    assert launcher.partition == "debug" and launcher.gpus_per_node == 1 and launcher.array_parallelism == 64
+    import cloudpickle
+
+    import run as entry
+    from coresetlab.runner import execute
+
+    job_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    for obj in (entry.main, execute, job_cfg):
+        assert cloudpickle.loads(cloudpickle.dumps(obj)) is not None
+    assert pickle.loads(pickle.dumps(execute)) is execute
+
+
+def test_joblib_launcher_and_optuna_search_compose():
+    cfg = _compose_hydra(*SMOKE, "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=4")
+    assert "JoblibLauncher" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.n_jobs == 4
+    cfg = _compose_hydra("+experiment=lenet_autocl", "hparams_search=lenet_autocl_lr")
+    assert "OptunaSweeper" in cfg.hydra.sweeper._target_
+    assert cfg.optimized_metric == "val_acc"  # a validation metric, never test
+    assert "task.match.optimizer.lr" in cfg.hydra.sweeper.params
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp"])
+def test_trainer_presets_compose(compose, trainer):
+    cfg = compose(*SMOKE, f"trainer={trainer}")
+    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+    assert cfg.trainer.accelerator == ("cpu" if trainer == "cpu" else "gpu")
+    if trainer == "ddp":
+        assert cfg.trainer.strategy == "ddp"
+
+
+def test_bf16_mixed_precision_runs_on_cpu(run_cli):
+    _, run_dir = run_cli(*SMOKE, "trainer.precision=bf16-mixed")
+    assert load_results(run_dir)["status"] == "ok"
+
+
+def test_wandb_offline_finishes_even_when_the_task_raises(run_cli, tmp_path):
+    # the fine-tuning optimizer is broken on purpose: the run fails after wandb started
+    proc, run_dir = run_cli(*SMOKE, "logger=wandb", "task.finetune.optimizer._target_=builtins.len",
+                            env={"WANDB_DIR": str(tmp_path)}, expect=1)
+    assert load_results(run_dir)["status"] == "failed"
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert runs, "wandb wrote no offline run"
+
+
+def test_reproduce_plan_lists_runs(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "coresetlab.reproduce", "--profile", "smoke", "--dry-run"],
+                         cwd=REPO, capture_output=True, text=True, env={**__import__("os").environ,
+                                                                         "CORESETLAB_OUTPUTS": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert "autocl/table2" in out.stdout and "estimated" in out.stdout
+
+
+@pytest.mark.slow
+def test_four_job_joblib_multirun_and_one_table(run_cli, tmp_path):
+    env = {"CORESETLAB_OUTPUTS": str(tmp_path)}
+    run_cli("-m", *SMOKE, "seed=0,1,2,3", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=4", env=env)
+    results = [load_results(p.parent) for p in (tmp_path / "runs" / "lenet_autocl").glob("*/results.json")]
+    assert len(results) == 4 and {r["seed"] for r in results} == {0, 1, 2, 3}
+    assert all(r["status"] == "ok" for r in results)
+    rep = subprocess.run([sys.executable, "-m", "coresetlab.report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")],
+                         cwd=REPO, capture_output=True, text=True)
+    assert rep.returncode == 0, rep.stderr
+    tables = list((tmp_path / "rep" / "tables").glob("autocl_table2_table2_smoke.csv"))
+    assert len(tables) == 1
+    import pandas as pd
+
+    t = pd.read_csv(tables[0])
+    assert (t.loc[t["source"] == "ours", "n"] == 4).all()
