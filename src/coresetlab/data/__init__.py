@@ -1,0 +1,1 @@
+"""Datasets as LightningDataModules (images) and array loaders (tabular)."""

@@ -1,0 +1,108 @@
+"""CIFAR-10 from the data root: the JPEG copy (``cifar10/{train,test}_jpeg.npz``) or torchvision's pickles.
+
+The JPEG copy holds the official images in the official order as JPEG q~75 files; it is decoded once
+into a uint8 cache (``<cache>/cifar10_jpeg/*.npy``). Results on it are labelled ``cifar10-jpeg``.
+Training augmentation (random crop with 4-pixel padding + horizontal flip) is applied per sample on
+whole batches.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision import datasets
+
+from coresetlab.data.common import TensorDataModule, require_files
+from coresetlab.errors import DataError
+from coresetlab.paths import repo_root
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+def decode_jpeg_npz(npz_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Decode ``jpeg``/``offsets``/``y`` arrays into ``(N, 32, 32, 3)`` uint8 images and labels."""
+    from PIL import Image
+
+    z = np.load(npz_path)
+    blob, offsets, y = z["jpeg"], z["offsets"], z["y"]
+    imgs = np.empty((len(y), 32, 32, 3), dtype=np.uint8)
+    for i in range(len(y)):
+        data = blob[offsets[i] : offsets[i + 1]].tobytes()
+        imgs[i] = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return imgs, y.astype(np.int64)
+
+
+def load_cifar10_arrays(root: Path, cache_dir: Path, download: bool = True):
+    """Return ``(x_train, y_train, x_test, y_test, source)`` uint8 NHWC arrays; source names the copy."""
+    jpeg_dir = root / "cifar10"
+    if (jpeg_dir / "train_jpeg.npz").exists() or (jpeg_dir / "test_jpeg.npz").exists():
+        require_files(jpeg_dir, ["train_jpeg.npz", "test_jpeg.npz"], "CIFAR-10 (JPEG copy)")
+        out = cache_dir / "cifar10_jpeg"
+        out.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        for split in ("train", "test"):
+            xf, yf = out / f"{split}_x.npy", out / f"{split}_y.npy"
+            if not (xf.exists() and yf.exists()):
+                try:
+                    x, y = decode_jpeg_npz(jpeg_dir / f"{split}_jpeg.npz")
+                except Exception as e:  # corrupt archive
+                    raise DataError(f"CIFAR-10: cannot decode {jpeg_dir / (split + '_jpeg.npz')}: {e}") from None
+                np.save(xf.with_suffix(".tmp.npy"), x)
+                np.save(yf, y)
+                xf.with_suffix(".tmp.npy").replace(xf)
+            arrays[split] = (np.load(xf), np.load(yf))
+        return (*arrays["train"], *arrays["test"], "cifar10-jpeg")
+    if (root / "cifar-10-batches-py").is_dir() or root == repo_root() / "data":
+        try:
+            tr = datasets.CIFAR10(str(root), train=True, download=download)
+            te = datasets.CIFAR10(str(root), train=False, download=download)
+        except RuntimeError as e:
+            raise DataError(f"CIFAR-10: torchvision could not load {root}/cifar-10-batches-py: {e}") from None
+        return tr.data, np.asarray(tr.targets), te.data, np.asarray(te.targets), "cifar10"
+    raise DataError(
+        f"CIFAR-10: found neither cifar10/train_jpeg.npz + cifar10/test_jpeg.npz nor cifar-10-batches-py/ "
+        f"under data root {root}. Set CORESETLAB_DATA to the folder that holds them."
+    )
+
+
+def random_crop_flip(x: torch.Tensor, gen: torch.Generator | None = None, pad: int = 4) -> torch.Tensor:
+    """Per-sample random crop (zero padding ``pad``) and horizontal flip of an NCHW batch."""
+    n, _, h, w = x.shape
+    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]  # n,1,h,1
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]  # n,1,1,w
+    flip = torch.rand(n, generator=gen) < 0.5
+    cols = torch.where(flip[:, None, None, None], cols.flip(-1), cols)
+    bidx = torch.arange(n)[:, None, None, None]
+    cidx = torch.arange(x.shape[1])[None, :, None, None]
+    return xp[bidx, cidx, rows, cols]
+
+
+class CIFAR10DataModule(TensorDataModule):
+    """CIFAR-10, 3x32x32 normalised; ``name`` becomes ``cifar10-jpeg`` when read from the JPEG copy."""
+
+    name = "cifar10"
+
+    def __init__(self, *args, val_size: int = 5000, **kwargs) -> None:
+        super().__init__(*args, val_size=val_size, **kwargs)
+        self.source: str | None = None
+
+    def _load(self):
+        xtr, ytr, xte, yte, self.source = load_cifar10_arrays(self.root, self.cache_dir, self.download)
+        self.name = self.source
+        mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+
+        def norm(a: np.ndarray) -> torch.Tensor:
+            return (torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+
+        return norm(xtr), torch.from_numpy(ytr).long(), norm(xte), torch.from_numpy(yte).long()
+
+    def train_transform(self):
+        return random_crop_flip
