@@ -54,7 +54,6 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    time.sleep(0.3)
     proc.kill()
     proc.wait()
     assert ckpt.exists(), "the run never wrote a checkpoint"
@@ -63,7 +62,8 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     res = load_results(run_dir)
     fit = res["extra"]["fits"]["finetune"]
-    assert res["status"] == "ok" and fit["resumed_at_epoch"] >= 1 and fit["epochs"] == 60
+    # it really resumed mid-training (not after the phase had finished), and completed all epochs
+    assert res["status"] == "ok" and 1 <= fit["resumed_at_epoch"] < 60 and fit["epochs"] == 60
     assert not (run_dir / "ckpt").exists()  # cleaned once the run is ok
 
 

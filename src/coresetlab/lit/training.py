@@ -52,6 +52,25 @@ class BestState(pl.Callback):
         self.best_state = state_dict["best_state"]
 
 
+class LastCheckpoint(pl.Callback):
+    """Write ``<dir>/last.ckpt`` (atomically) at the end of every training epoch, for resuming.
+
+    Lightning's ``ModelCheckpoint(save_last=True)`` only writes ``last.ckpt`` in a step that also
+    saved a top-k checkpoint (2.6), so it cannot serve as a plain per-epoch resume point.
+    """
+
+    def __init__(self, dirpath: Path) -> None:
+        self.dirpath = Path(dirpath)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        tmp = self.dirpath / "last.ckpt.tmp"
+        trainer.save_checkpoint(tmp)
+        tmp.replace(self.dirpath / "last.ckpt")
+
+
 def finish_wandb() -> None:
     """Close the open wandb run, if any (after each phase, and by the runner also when a task raised)."""
     import sys
@@ -64,14 +83,14 @@ def finish_wandb() -> None:
 def make_trainer(ctx, phase: str, epochs: int, callbacks: list[pl.Callback], ckpt_dir: Path | None) -> pl.Trainer:
     """The configured ``pytorch_lightning.Trainer`` (``cfg.trainer``) for one training phase."""
     if ckpt_dir is not None:
-        callbacks = [*callbacks, pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0)]
+        callbacks = [*callbacks, LastCheckpoint(ckpt_dir)]
     return instantiate(
         ctx.cfg.trainer,
         max_epochs=int(epochs),
         callbacks=callbacks,
         logger=ctx.logger(phase),
         default_root_dir=str(ctx.out_dir),
-        enable_checkpointing=ckpt_dir is not None,
+        enable_checkpointing=False,  # resume points are written by LastCheckpoint
     )
 
 
