@@ -1,0 +1,163 @@
+"""The Dubey et al. (ECCV 2018) pipeline as a ``coreset_method`` option: which variants to run and how.
+
+A *variant* names the stages it chains:
+
+* ``k`` / ``s`` / ``a`` — Coreset-K / -S / -A of every layer (§3.3–3.5), rank by search (§3.6);
+* ``svd`` — the SVD baseline (Denton et al. 2014: weight-only truncated SVD, same rank search);
+* ``ap_<kind>`` — activation-based pruning (§3.2) first, then the coreset: AP composes with any kind;
+* ``ap`` — AP alone; ``dc`` — Deep Compression of the parent alone (Han et al. 2016's row);
+* any variant listed in ``dc_variants`` ends with Deep Compression (§4: "coupled with quantisation and
+  Huffman coding"), which is what Table 2's storage factors include.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from coresetlab.errors import ConfigError
+from coresetlab.methods.dubey.compress import KINDS, CoresetConfig
+from coresetlab.methods.dubey.deep_compression import DCConfig
+
+LABELS = {"k": "Coreset-K", "s": "Coreset-S", "a": "Coreset-A", "svd": "SVD"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    ap: bool
+    kind: str | None
+    deep_compression: bool
+
+    @property
+    def label(self) -> str:
+        parts = (["AP"] if self.ap else []) + ([LABELS[self.kind]] if self.kind else [])
+        if self.name == "dc":
+            return "Deep Compression (Han et al. 2016)"
+        return "+".join(parts) + (" + DC" if self.deep_compression else "")
+
+
+def parse_variant(name: str, dc_variants: set[str]) -> Variant:
+    """``ap_k`` -> AP then Coreset-K; ``k``; ``ap``; ``dc`` (see module docstring)."""
+    if name == "dc":
+        return Variant(name, False, None, True)
+    if name == "ap":
+        return Variant(name, True, None, name in dc_variants)
+    ap = name.startswith("ap_")
+    kind = name[3:] if ap else name
+    if kind not in KINDS:
+        raise ConfigError(
+            f"unknown Dubey variant '{name}': use one of {', '.join(KINDS)}, 'ap_' + any of them, 'ap' or 'dc'"
+        )
+    return Variant(name, ap, kind, name in dc_variants)
+
+
+@dataclass
+class APSettings:
+    """AP (§3.2). ``tol``: allowed absolute accuracy drop (0.005 = 0.5 %), measured on a fraction
+    ``eval_fraction`` of the training set (paper: all of it); filters are ranked on ``score_fraction``."""
+
+    tol: float = 0.005
+    order: str = "params"
+    eval_fraction: float = 1.0
+    score_fraction: float = 1.0
+    batch_size: int = 2000
+
+
+@dataclass
+class CoresetSettings:
+    """Rank search (§3.6): ``tol`` vs the pre-coreset network on a random fraction ``sample_fraction`` of
+    the training data (paper: s = 0.005, tol = 0.5 %). Coreset-A's importance (Eq. 6) is averaged over
+    ``importance_fraction`` of the training data."""
+
+    tol: float = 0.005
+    sample_fraction: float = 0.005
+    importance_fraction: float = 0.1
+    order: str = "params"
+    rank_search: str = "exponential"  # or "binary" (same answer for a monotone accuracy; see .search)
+    budget: str = "cumulative"  # or "independent" (per-layer sensitivity; see .compress.coreset_compress)
+    batch_size: int = 2000
+
+
+def _build(cls: type, values: dict[str, Any] | None, what: str):
+    values = dict(values or {})
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{what}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{what}: {e}") from None
+
+
+def _fraction(x: float, what: str) -> None:
+    if not 0 < float(x) <= 1:
+        raise ConfigError(f"{what} must be in (0, 1], got {x}")
+
+
+class DubeyMethod:
+    """Settings of the whole pipeline, built from ``conf/coreset_method/dubey*.yaml``.
+
+    ``coreset`` holds the rank-search settings (:class:`CoresetSettings`) and the algorithm settings
+    shared by the kinds (:class:`.compress.CoresetConfig`: Coreset-S ``alpha`` = λ, ``alpha_grid``,
+    Coreset-A ``em_max_iter``, ...).
+    """
+
+    def __init__(
+        self,
+        name: str = "dubey",
+        variants: list[str] | tuple[str, ...] = ("ap_k", "ap_s", "ap_a"),
+        dc_variants: list[str] | tuple[str, ...] = ("ap_k", "ap_s", "ap_a", "dc"),
+        ap: dict[str, Any] | None = None,
+        coreset: dict[str, Any] | None = None,
+        deep_compression: dict[str, Any] | None = None,
+        deep_compression_by_variant: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.name = name
+        dc_set = set(dc_variants or ())
+        self.variants = [parse_variant(v, dc_set) for v in (variants or ())]
+        if len({v.name for v in self.variants}) != len(self.variants):
+            raise ConfigError(f"coreset_method.variants has duplicates: {list(variants)}")
+        self.ap = _build(APSettings, ap, "coreset_method.ap")
+        coreset = dict(coreset or {})
+        search_keys = {f.name for f in fields(CoresetSettings)}
+        self.search = _build(CoresetSettings, {k: v for k, v in coreset.items() if k in search_keys},
+                             "coreset_method.coreset")
+        self._algo = {k: v for k, v in coreset.items() if k not in search_keys}
+        _build(CoresetConfig, {**self._algo, "kind": "k"}, "coreset_method.coreset")  # validate early
+        self._dc = dict(deep_compression or {})
+        self._dc_by_variant = dict(deep_compression_by_variant or {})
+        for name in [None, *self._dc_by_variant]:
+            self.dc_config(name)  # validate early
+        for value, what in ((self.ap.eval_fraction, "ap.eval_fraction"), (self.ap.score_fraction, "ap.score_fraction"),
+                            (self.search.sample_fraction, "coreset.sample_fraction"),
+                            (self.search.importance_fraction, "coreset.importance_fraction")):
+            _fraction(value, f"coreset_method.{what}")
+        for value, what in ((self.ap.tol, "ap.tol"), (self.search.tol, "coreset.tol")):
+            if not 0 <= float(value) < 1:
+                raise ConfigError(f"coreset_method.{what} must be in [0, 1), got {value}")
+        if self.ap.order not in ("params", "forward") or self.search.order not in ("params", "forward"):
+            raise ConfigError("coreset_method.{ap,coreset}.order must be 'params' or 'forward'")
+        if self.search.budget not in ("cumulative", "independent"):
+            raise ConfigError(f"coreset_method.coreset.budget must be 'cumulative' or 'independent', "
+                              f"got {self.search.budget!r}")
+        if self.search.rank_search not in ("binary", "exponential"):
+            raise ConfigError(f"coreset_method.coreset.rank_search must be 'binary' or 'exponential', "
+                              f"got {self.search.rank_search!r}")
+        alpha_grid = self._algo.get("alpha_grid")
+        if alpha_grid is not None and (not alpha_grid or any(float(a) < 0 for a in alpha_grid)):
+            raise ConfigError(f"coreset_method.coreset.alpha_grid must be a non-empty list of λ >= 0, got {alpha_grid}")
+
+    def dc_config(self, variant: str | None) -> DCConfig:
+        """Deep Compression settings of ``variant``: ``deep_compression`` updated by
+        ``deep_compression_by_variant[variant]`` (e.g. Han et al.'s per-layer pruning for ``dc``)."""
+        values = {**self._dc, **self._dc_by_variant.get(variant or "", {})}
+        return _build(DCConfig, values, f"coreset_method.deep_compression ({variant or 'default'})")
+
+    def coreset_config(self, kind: str, seed: int = 0) -> CoresetConfig:
+        return CoresetConfig(**{**self._algo, "kind": kind, "seed": seed})
+
+    @property
+    def needs_ap(self) -> bool:
+        return any(v.ap for v in self.variants)

@@ -1,0 +1,100 @@
+"""Figures of the Dubey et al. (ECCV 2018) artefacts, called by the report builder (``builder:`` in
+``experiments/dubey_*.yaml``) as ``fn(manifest, runs, records, out_dir) -> [paths]``.
+
+* :func:`fig7` — supplement Fig. 7: test accuracy vs fraction of retained weights, one line per
+  variant (coreset kinds with/without AP, SVD, pruning with retraining), parent accuracy dashed.
+* :func:`table5_bars` — Table 5 / supp. Table 4 as grouped bars: retained fraction per layer and variant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+LABELS = {
+    "k": "Coreset-K", "s": "Coreset-S", "a": "Coreset-A", "ap_k": "AP+Coreset-K", "ap_s": "AP+Coreset-S",
+    "ap_a": "AP+Coreset-A", "svd": "SVD (Denton et al.)", "prune": "Pruning + retraining (Han et al. 2015)",
+    "ap": "AP",
+}
+STYLE = {"k": ("C0", "--"), "s": ("C1", "--"), "a": ("C2", "--"), "ap_k": ("C0", "-"), "ap_s": ("C1", "-"),
+         "ap_a": ("C2", "-"), "svd": ("C3", ":"), "prune": ("C4", "-."), "ap": ("C5", "-")}
+
+
+def _mine(manifest: dict[str, Any], df: pd.DataFrame, table: str) -> pd.DataFrame:
+    if df.empty or "table" not in df.columns:
+        return df.iloc[0:0]
+    prof = manifest.get("profile")
+    sel = df[(df["table"] == table) & (df["status"] == "ok")]
+    return sel[sel["profile"] == prof] if prof is not None else sel
+
+
+def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    plt.close(fig)
+    return paths
+
+
+def _base(manifest: dict[str, Any], figure: str) -> str:
+    return f"{manifest['id'].replace('/', '_')}_{figure}_{manifest.get('profile', 'all')}"
+
+
+def fig7(manifest: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Accuracy vs fraction of retained weights (mean ± std over seeds), log-scale x."""
+    data = _mine(manifest, records, "sweep")
+    if data.empty:
+        return []
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for variant, g in data.groupby("variant"):
+        s = g.groupby("value").agg(x=("retained_fraction", "mean"), y=("test_acc", "mean"),
+                                             e=("test_acc", "std")).sort_values("x")
+        color, ls = STYLE.get(variant, (None, "-"))
+        ax.errorbar(s["x"], s["y"], yerr=s["e"].fillna(0), color=color, ls=ls, marker="o", ms=3.5, lw=1.5,
+                    capsize=2, label=LABELS.get(variant, variant))
+    if not runs.empty and "parent_test_acc" in runs.columns:
+        prof = runs[(runs["profile"] == manifest.get("profile")) & (runs["status"] == "ok")]
+        if not prof.empty:
+            ax.axhline(float(prof["parent_test_acc"].mean()), color="k", lw=0.8, ls="--", label="parent")
+    ax.set_xscale("log")
+    ax.set_xlabel("fraction of retained weights (vs parent)")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(max(0.0, float(data["test_acc"].min()) - 0.02), 1.0)
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    ax.set_title(f"supp. Fig. 7, LeNet-5 / MNIST [profile={manifest.get('profile')}]", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_dir, _base(manifest, manifest.get("figure", {}).get("name", "fig7")))
+
+
+def table5_bars(manifest: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Retained fraction of parameters per layer (grouped by layer, one bar per variant), log-scale y."""
+    data = _mine(manifest, records, "layers")
+    if not data.empty:
+        data = data[data["variant"] != "dc"]  # Deep Compression alone keeps every layer's architecture
+    if data.empty:
+        return []
+    piv = data.groupby(["layer", "variant"])["fraction"].mean().unstack("variant")
+    order = [v for v in ("k", "s", "a", "ap_k", "ap_s", "ap_a", "svd", "ap") if v in piv.columns]
+    piv = piv[order + [c for c in piv.columns if c not in order]]
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    width = 0.8 / max(1, len(piv.columns))
+    for i, variant in enumerate(piv.columns):
+        color, _ = STYLE.get(variant, (None, "-"))
+        ax.bar([j + i * width for j in range(len(piv))], piv[variant], width=width, color=color,
+               alpha=1.0 if str(variant).startswith("ap_") else 0.55, label=LABELS.get(variant, variant))
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(piv))], list(piv.index))
+    ax.set_yscale("log")
+    ax.set_ylabel("fraction of parameters retained")
+    ax.grid(True, axis="y", alpha=0.3, which="both")
+    ax.legend(fontsize=7, frameon=False, ncol=2)
+    ax.set_title(f"Table 5 / supp. Table 4 [profile={manifest.get('profile')}]", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out_dir, _base(manifest, manifest.get("figure", {}).get("name", "table5")))

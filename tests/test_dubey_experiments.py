@@ -1,0 +1,95 @@
+"""End-to-end checks of the Dubey et al. (ECCV 2018) experiments through the real CLI (smoke profile)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import load_results
+from coresetlab.methods.dubey.serialize import load_model
+
+THREADS = "torch_threads=1"
+
+
+@pytest.fixture(scope="module")
+def table2_run(run_cli):
+    _, run_dir = run_cli("+experiment=lenet5_dubey", "profile=smoke", THREADS)
+    return run_dir
+
+
+def test_lenet5_dubey_smoke_end_to_end(table2_run):
+    res = load_results(table2_run)
+    assert res["status"] == "ok" and res["artefact"] == "dubey/table2" and res["model"] == "lenet5"
+    m = res["metrics"]
+    assert m["parent_params"] == 431_080
+    for v in ("ap_k", "ap_s", "ap_a", "dc"):
+        assert 0 <= m[f"{v}_test_err"] <= 1
+        assert m[f"{v}_factor"] == pytest.approx(m["parent_bytes"] / m[f"{v}_bytes"])
+        assert m[f"{v}_ms_per_batch"] > 0
+    assert m["test_err"] == m["ap_k_test_err"] and res["params_after"] == m["ap_k_params"]
+    stages = res["stage_times_s"]
+    for s in ("parent", "ap", "coreset_ap_k", "dc_ap_k", "serialize", "runtime"):
+        assert s in stages
+    tables = {r["table"] for r in res["table"]}
+    assert tables == {"variants", "layers"}
+    layers = [r for r in res["table"] if r["table"] == "layers" and r["variant"] == "ap_k"]
+    assert [r["layer"] for r in layers] == ["conv1", "conv2", "fc1", "fc2"]
+    assert all(0 < r["fraction"] <= 1.0 for r in layers)
+
+
+def test_serialised_size_on_disk_matches_report(table2_run):
+    res = load_results(table2_run)
+    for v in ("ap_k", "dc"):
+        info = res["extra"]["variants"][v]["file"]
+        path = Path(info["path"])
+        assert path.stat().st_size == info["bytes"] == res["metrics"][f"{v}_bytes"]
+        model, header = load_model(path)
+        assert header["extra"]["variant"] == v
+        with torch.no_grad():
+            assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert (Path(table2_run) / "models" / "parent.dcnn").stat().st_size == res["metrics"]["parent_bytes"]
+
+
+def test_report_builds_dubey_artefacts(table2_run, tmp_path):
+    from coresetlab.report.build import build_report
+
+    md = build_report([Path(table2_run)], tmp_path).read_text()
+    assert "dubey/table2" in md and "AP+Coreset-K + DC (ours)" in md and "quoted" in md
+    assert list((tmp_path / "figures").glob("dubey_table2_table5_bars_smoke.png"))
+
+
+def test_lenet5_dubey_fig7_smoke(run_cli):
+    _, run_dir = run_cli("+experiment=lenet5_dubey_fig7", "profile=smoke", THREADS,
+                         "task.sweep.variants=[k,ap_a,svd,prune]")
+    res = load_results(run_dir)
+    assert res["status"] == "ok" and res["artefact"] == "dubey/fig7"
+    rows = [r for r in res["table"] if r["table"] == "sweep"]
+    assert {r["variant"] for r in rows} == {"k", "ap_a", "svd", "prune"}
+    assert len(rows) == 4 * 2
+    assert {r["knob"] for r in rows if r["variant"] == "prune"} == {"fraction"}
+    assert {r["knob"] for r in rows if r["variant"] != "prune"} == {"tol"}
+    for r in rows:
+        assert 0 < r["retained_fraction"] <= 1 and 0 <= r["test_acc"] <= 1
+
+
+@pytest.mark.parametrize("override", [
+    "coreset_method.variants=[ap_x]",
+    "task.sweep.fractions=[2.0]",
+    "+coreset_method.deep_compression.bogus=1",
+])
+def test_bad_input_is_a_config_error(run_cli, override):
+    proc, run_dir = run_cli("+experiment=lenet5_dubey", "profile=smoke", THREADS, override, expect=2)
+    assert "error:" in proc.stderr
+    assert not (Path(run_dir) / "results.json").exists()
+
+
+@pytest.mark.parametrize("option,variants", [("dubey_ap_a", ["ap_a"]), ("dubey_svd", ["svd"]), ("dubey_dc", ["dc"])])
+def test_single_variant_options_compose(compose, option, variants):
+    from omegaconf import OmegaConf
+
+    cfg = compose("+experiment=lenet5_dubey", f"coreset_method={option}", "profile=fast")
+    cm = OmegaConf.to_container(cfg.coreset_method, resolve=True)
+    assert cm["variants"] == variants and cm["name"] == option
+    assert cm["coreset"]["sample_fraction"] == 0.005  # experiment settings still apply
