@@ -73,8 +73,8 @@ def test_slurm_launcher_composes_and_the_job_is_picklable():
     assert "SlurmLauncher" in launcher._target_
     assert launcher.partition == "debug" and launcher.gpus_per_node == 1 and launcher.array_parallelism == 64
     import cloudpickle
-
     import run as entry
+
     from coresetlab.runner import execute
 
     job_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))

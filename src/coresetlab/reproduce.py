@@ -40,9 +40,10 @@ class PlannedRun:
 
 def run_dir_of(overrides: list[str]) -> Path | None:
     """The run folder that ``python run.py <overrides>`` would use (composed, not run)."""
-    import coresetlab.resolvers  # noqa: F401
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
+
+    import coresetlab.resolvers  # noqa: F401
 
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(paths.repo_root() / "conf")):
