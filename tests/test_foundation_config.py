@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from coresetlab.config_schema import validate_config
-from coresetlab.errors import ConfigError
+from coresetlab.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
@@ -29,10 +31,20 @@ def test_every_experiment_composes_and_instantiates(compose, name, profile):
     assert cfg.experiment == name
     assert cfg.profile.name == profile
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    task_module = importlib.import_module(cfg.task._target_.rsplit(".", 1)[0])
     for group in ("dataset", "model", "coreset_method", "optimizer"):
         node = cfg.get(group)
-        if node is not None and "_target_" in node:
+        if node is None or "_target_" not in node:
+            continue
+        if group == "coreset_method" and hasattr(task_module, "run_methods"):
+            assert task_module.run_methods(cfg), f"{name}: no coreset methods"  # built by the task, with its recipe
+            continue
+        try:
             assert instantiate(node) is not None, f"{name}: cannot instantiate {group}"
+        except InstantiationException as e:
+            # a dataset whose file is not in this data root (the UCI 3D Road Network here) must say so clearly
+            cause = e.__cause__
+            assert group == "dataset" and isinstance(cause, DataError) and "missing" in str(cause), e
 
 
 def test_by_profile_picks_the_profile_and_cli_override_wins(compose):
