@@ -92,6 +92,33 @@ def test_joblib_launcher_and_optuna_search_compose():
     assert "task.match.optimizer.lr" in cfg.hydra.sweeper.params
 
 
+def test_stock_plugin_launcher_names_compose():
+    # the plugins' own names work too: hydra/launcher=joblib (n_jobs=-1: one job per core, 1 thread each)
+    cfg = _compose_hydra(*SMOKE, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert "JoblibLauncher" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.n_jobs == 2
+    cfg = _compose_hydra(*SMOKE, "hydra/launcher=submitit_slurm", "hydra.launcher.partition=long",
+                         "hydra.launcher.timeout_min=30", "hydra.launcher.gpus_per_node=2",
+                         "hydra.launcher.array_parallelism=8")
+    launcher = cfg.hydra.launcher
+    assert "SlurmLauncher" in launcher._target_
+    assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node, launcher.array_parallelism) == (
+        "long", 30, 2, 8)
+
+
+def test_threads_are_divided_between_joblib_jobs(monkeypatch):
+    from coresetlab import runner
+
+    class _Hydra:
+        def __init__(self, n_jobs):
+            self.launcher = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+                             "n_jobs": n_jobs}
+
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+    for n_jobs, expected in ((4, 4), (-1, 8), (None, 1)):
+        monkeypatch.setattr("hydra.core.hydra_config.HydraConfig.get", staticmethod(lambda n=n_jobs: _Hydra(n)))
+        assert runner._launcher_jobs() == expected
+
+
 @pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp"])
 def test_trainer_presets_compose(compose, trainer):
     cfg = compose(*SMOKE, f"trainer={trainer}")

@@ -120,7 +120,7 @@ def _launcher_jobs() -> int:
         launcher = HydraConfig.get().launcher
         if "joblib" in str(launcher.get("_target_", "")).lower():
             n = int(launcher.get("n_jobs") or 1)
-            return os.cpu_count() or 1 if n < 0 else n
+            return (os.cpu_count() or 1) if n < 0 else n
     except Exception:
         pass
     return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,14 +105,21 @@ def fit_module(
     monitor: str = "val_acc",
     mode: str = "max",
     ckpt_dir: Path | None = None,
+    patience: int | None = None,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> dict[str, Any]:
     """Train ``module`` for ``epochs`` epochs and load the best-validation weights into ``module.model``.
 
     With ``ckpt_dir`` a ``last.ckpt`` is written every epoch and an interrupted fit resumes from it.
-    Returns ``{"epochs": run, "best_epoch": e, "best_<monitor>": score}``.
+    ``patience``: stop after that many validation epochs without a new best ``monitor`` (None = run all
+    epochs). ``callbacks`` are added to the trainer's. Returns ``{"epochs": run, "best_epoch": e,
+    "best_<monitor>": score, "resumed_at_epoch": e or None}``.
     """
     best = BestState(monitor, mode)
-    trainer = make_trainer(ctx, phase, epochs, [best], ckpt_dir)
+    extra: list[pl.Callback] = [best, *callbacks]
+    if patience is not None:
+        extra.append(pl.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=int(patience)))
+    trainer = make_trainer(ctx, phase, epochs, extra, ckpt_dir)
     ckpt_path, resumed_at = None, None
     if ckpt_dir is not None and (Path(ckpt_dir) / "last.ckpt").exists():
         ckpt_path = str(Path(ckpt_dir) / "last.ckpt")

@@ -101,10 +101,8 @@ def finetune(ctx, model: nn.Module, dm, ft_cfg: DictConfig, phase: str) -> dict[
     ``val_loss``/``min``). The best-validation weights are kept. Returns ``epochs_run``, ``best_epoch``
     and ``epochs_to_best`` (= best_epoch + 1, the "epochs to convergence" of Figure 4).
     """
-    import pytorch_lightning as pl
-
     from coresetlab.lit import ClassifierModule
-    from coresetlab.lit.training import BestState, finish_wandb, make_trainer
+    from coresetlab.lit.training import fit_module
 
     epochs = int(ft_cfg.epochs)
     if epochs <= 0:
@@ -114,18 +112,9 @@ def finetune(ctx, model: nn.Module, dm, ft_cfg: DictConfig, phase: str) -> dict[
         p.requires_grad_(True)
     model.train()
     module = ClassifierModule(model, instantiate(ft_cfg.optimizer), None)
-    best = BestState(monitor, mode)
-    callbacks: list[pl.Callback] = [best]
-    if ft_cfg.get("patience") is not None:
-        callbacks.append(pl.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=int(ft_cfg.patience)))
-    trainer = make_trainer(ctx, phase, epochs, callbacks, None)
-    try:
-        trainer.fit(module, train_dataloaders=dm.loader("train", int(ft_cfg.batch_size)),
-                    val_dataloaders=dm.loader("val"))
-    finally:
-        finish_wandb()
-    if best.best_state is not None:
-        model.load_state_dict(best.best_state)
+    patience = ft_cfg.get("patience")
+    fit = fit_module(ctx, module, dm.loader("train", int(ft_cfg.batch_size)), dm.loader("val"), phase, epochs,
+                     monitor=monitor, mode=mode, patience=None if patience is None else int(patience))
     model.eval()
-    return {"epochs_run": int(trainer.current_epoch), "best_epoch": int(best.best_epoch),
-            "epochs_to_best": int(best.best_epoch) + 1}
+    return {"epochs_run": fit["epochs"], "best_epoch": int(fit["best_epoch"]),
+            "epochs_to_best": int(fit["best_epoch"]) + 1}
