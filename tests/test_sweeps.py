@@ -31,6 +31,51 @@ def test_run_identity_ignores_cosmetic_keys_and_tracks_the_recipe(compose):
     assert base != run_id(compose(*SMOKE, "task.finetune.optimizer.lr=0.01"))
 
 
+def test_config_id_ignores_the_seed_but_not_the_recipe(compose):
+    from coresetlab.resolvers import config_id
+
+    base = config_id(compose(*SMOKE))
+    assert base == config_id(compose(*SMOKE, "seed=7"))  # dataset.seed = ${seed} follows the seed
+    assert base != config_id(compose(*SMOKE, "task.finetune.optimizer.lr=0.01"))
+
+
+def _fake_run(root, cfg, name, record_config_id=True):
+    """A finished run folder (results.json + resolved_config.yaml) for ``cfg``, without training."""
+    import json
+
+    from coresetlab.resolvers import config_id, run_id
+
+    d = root / name
+    d.mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), d / "resolved_config.yaml")
+    res = {"schema": 1, "experiment": cfg.experiment, "artefact": cfg.artefact, "profile": cfg.profile.name,
+           "seed": int(cfg.seed), "run_id": run_id(cfg), "method": "autocl", "model": "lenet300-100",
+           "dataset": "mnist", "status": "ok", "metrics": {"test_acc": 0.9}, "table": [], "wall_time_s": 1.0}
+    if record_config_id:
+        res["config_id"] = config_id(cfg)
+    (d / "results.json").write_text(json.dumps(res))
+    return d
+
+
+def test_report_warns_when_runs_of_different_recipes_would_be_pooled(compose, tmp_path):
+    from coresetlab.report.build import build_report
+    from coresetlab.report.collect import load_runs
+
+    same = tmp_path / "same"
+    _fake_run(same, compose(*SMOKE, "seed=0"), "a")
+    _fake_run(same, compose(*SMOKE, "seed=1"), "b", record_config_id=False)  # recomputed from its config
+    runs, _ = load_runs([same])
+    assert runs["config_id"].nunique() == 1
+    assert "recipes pooled" not in build_report([same], tmp_path / "rep1").read_text()
+
+    mixed = tmp_path / "mixed"
+    _fake_run(mixed, compose(*SMOKE, "seed=0"), "a")
+    _fake_run(mixed, compose(*SMOKE, "seed=1", "task.finetune.optimizer.lr=0.01"), "b", record_config_id=False)
+    md = build_report([mixed], tmp_path / "rep2").read_text()
+    assert "2 different recipes pooled" in md and "`task.finetune.optimizer.lr`" in md
+    assert "dataset.seed" not in md  # derived from the seed: not a recipe difference
+
+
 def test_relaunched_multirun_skips_finished_runs(run_cli, tmp_path):
     env = {"CORESETLAB_OUTPUTS": str(tmp_path)}
     first, _ = run_cli("-m", *SMOKE, "seed=0,1", env=env)

@@ -43,10 +43,33 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
+def _digest(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 def run_id(cfg: DictConfig) -> str:
     """8 hex digits identifying a run by :func:`run_identity` (the seed included)."""
-    blob = json.dumps(run_identity(cfg), sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:8]
+    return _digest(run_identity(cfg))
+
+
+def config_id(cfg: DictConfig) -> str:
+    """8 hex digits identifying a run's recipe: :func:`run_identity` without the seed.
+
+    Runs of one experiment that share a ``config_id`` differ only by seed and may be averaged; the
+    report warns when it would pool runs of different recipes.
+    """
+    identity = run_identity(cfg)
+    return _digest(unseeded(identity, identity.pop("seed", None)))
+
+
+def unseeded(node: Any, seed: Any) -> Any:
+    """``node`` with every ``*seed`` leaf equal to the run's seed (``${seed}`` once resolved) marked as such."""
+    if isinstance(node, dict):
+        return {k: ("${seed}" if str(k).endswith("seed") and v == seed and not isinstance(v, (dict, list))
+                    else unseeded(v, seed)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [unseeded(v, seed) for v in node]
+    return node
 
 
 def register() -> None:

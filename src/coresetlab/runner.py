@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from coresetlab import records
 from coresetlab.config_schema import validate_config
 from coresetlab.errors import CoresetlabError
-from coresetlab.resolvers import run_id
+from coresetlab.resolvers import config_id, run_id
 
 log = logging.getLogger("coresetlab")
 T = TypeVar("T")
@@ -168,7 +168,8 @@ def execute(cfg: DictConfig, out_dir: Path | None = None) -> tuple[int, dict[str
         seed=int(cfg.seed), profile=cfg.profile.name,
     )
     base = {
-        "schema": records.SCHEMA_VERSION, **_identity(cfg), "run_id": rid, "run_dir": str(out_dir),
+        "schema": records.SCHEMA_VERSION, **_identity(cfg), "run_id": rid, "config_id": config_id(cfg),
+        "run_dir": str(out_dir),
         "started_at": started, "git_sha": records.git_sha(), "versions": records.versions(),
     }
     log.info("run %s (profile %s, seed %s) -> %s", cfg.experiment, cfg.profile.name, cfg.seed, out_dir)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from coresetlab.report.collect import load_runs
+from coresetlab.report.collect import config_differences, load_runs
 from coresetlab.report.figures import line_figure
 from coresetlab.report.manifests import load_manifests
 from coresetlab.report.tables import (
@@ -71,6 +71,29 @@ def missing_runs(m: dict[str, Any], mine: pd.DataFrame) -> dict[str, list[int]]:
     return out
 
 
+def pooled_recipes(ok: pd.DataFrame) -> list[str]:
+    """Warnings for runs averaged together although their recipes differ (not only their seeds).
+
+    Runs are pooled by (method, model, dataset); within such a group every ``config_id`` is a different
+    recipe (e.g. a command-line override). Returns one markdown line per such group.
+    """
+    if ok.empty or "config_id" not in ok.columns:
+        return []
+    keys = [c for c in ("method", "model", "dataset") if c in ok.columns]
+    lines = []
+    for name, g in ok.fillna({k: "–" for k in keys}).groupby(keys, dropna=False) if keys else [("all", ok)]:
+        ids = g["config_id"].dropna().unique()
+        if len(ids) < 2:
+            continue
+        reps = [Path(g[g["config_id"] == i]["run_dir"].iloc[0]) for i in ids]
+        counts = ", ".join(f"`{i}`: {int((g['config_id'] == i).sum())} run(s)" for i in ids)
+        differ = ", ".join(f"`{k}`" for k in config_differences(reps)) or "unknown (no resolved_config.yaml)"
+        label = "/".join(map(str, name if isinstance(name, tuple) else (name,)))
+        lines.append(f"- ⚠ **{label}: {len(ids)} different recipes pooled** ({counts}); they differ in {differ}. "
+                     "Pass the run folders of one recipe to `python -m coresetlab.report` to separate them.")
+    return lines
+
+
 def build_artefact(m: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame, out: Path) -> list[str]:
     """Write one artefact's tables and figures; return its section of REPRODUCTION.md."""
     md = [f"## {m['id']} — {m['title']}", ""]
@@ -101,6 +124,9 @@ def build_artefact(m: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame,
             ds = ", ".join(sorted(set(map(str, ok["dataset"].dropna()))))
             md += [f"Dataset(s): {ds}; seeds: {sorted(set(ok['seed'].dropna().astype(int)))}; "
                    f"wall time per run: {ok['wall_time_s'].mean():.0f} s (mean)", ""]
+            pooled = pooled_recipes(ok)
+            if pooled:
+                md += ["Runs of different recipes are averaged below:", "", *pooled, ""]
         for spec in m["tables"]:
             base = out / "tables" / f"{_slug(m['id'])}_{spec['name']}_{profile}"
             if spec.get("source", "runs") == "runs":
