@@ -29,6 +29,8 @@ def test_lenet5_dubey_smoke_end_to_end(table2_run):
         assert m[f"{v}_factor"] == pytest.approx(m["parent_bytes"] / m[f"{v}_bytes"])
         assert m[f"{v}_ms_per_batch"] > 0
     assert m["test_err"] == m["ap_k_test_err"] and res["params_after"] == m["ap_k_params"]
+    # validation metrics (what searches optimise) are measured on the validation split, not copied from test
+    assert m["val_err"] == m["ap_k_val_err"] and 0 <= m["val_err"] <= 1 and 0 < m["parent_val_acc"] <= 1
     stages = res["stage_times_s"]
     for s in ("parent", "ap", "coreset_ap_k", "dc_ap_k", "serialize", "runtime"):
         assert s in stages

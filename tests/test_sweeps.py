@@ -137,6 +137,30 @@ def test_joblib_launcher_and_optuna_search_compose():
     assert "task.match.optimizer.lr" in cfg.hydra.sweeper.params
 
 
+
+def test_coreset_s_lambda_search_is_multi_objective_on_validation_data():
+    cfg = _compose_hydra("+experiment=lenet5_dubey", "hparams_search=dubey_coreset_s_lam", "profile=fast")
+    sweeper = cfg.hydra.sweeper
+    assert "OptunaSweeper" in sweeper._target_ and "MOTPESampler" in sweeper.sampler._target_
+    assert list(cfg.optimized_metric) == ["val_err", "compression_factor"]  # never a test metric
+    assert list(sweeper.direction) == ["minimize", "maximize"]
+    assert sweeper.params["coreset_method.coreset.alpha"].startswith("tag(log, interval(")
+    assert sweeper.params["coreset_method"] == "dubey_ap_s"
+
+
+def test_objective_returns_one_value_per_metric():
+    from coresetlab.runner import objective
+
+    rec = {"status": "ok", "metrics": {"val_err": 0.02, "compression_factor": 90.0}}
+    assert objective(rec, "val_err") == 0.02
+    assert objective(rec, ["val_err", "compression_factor"]) == (0.02, 90.0)
+    failed = objective({"status": "failed", "metrics": {}}, ["val_err", "compression_factor"])
+    assert all(v != v for v in failed)  # NaN: Optuna records the trial as failed
+    assert objective(rec, None) is None
+    with pytest.raises(KeyError):
+        objective(rec, "test_err_typo")
+
+
 def test_stock_plugin_launcher_names_compose():
     # the plugins' own names work too: hydra/launcher=joblib (n_jobs=-1: one job per core, 1 thread each)
     cfg = _compose_hydra(*SMOKE, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
@@ -193,6 +217,18 @@ def test_reproduce_plan_lists_runs(tmp_path):
                                                                          "CORESETLAB_OUTPUTS": str(tmp_path)})
     assert out.returncode == 0, out.stderr
     assert "autocl/table2" in out.stdout and "estimated" in out.stdout
+
+
+@pytest.mark.slow
+def test_coreset_s_lambda_search_runs_and_keeps_the_pareto_front(run_cli, tmp_path):
+    env = {"CORESETLAB_OUTPUTS": str(tmp_path)}
+    sweep_dir = tmp_path / "runs" / "lenet5_dubey"  # the experiment's folder holds its runs and the summary
+    run_cli("-m", "+experiment=lenet5_dubey", "hparams_search=dubey_coreset_s_lam", "profile=smoke",
+            "torch_threads=1", env=env)
+    res = OmegaConf.load(sweep_dir / "optimization_results.yaml")
+    assert res.solutions and all(len(t["values"]) == 2 for t in res.solutions)  # the Pareto front
+    runs = [load_results(p.parent) for p in sweep_dir.glob("*/results.json")]
+    assert len(runs) == 2 and all(r["method"] == "dubey_ap_s" and r["status"] == "ok" for r in runs)
 
 
 @pytest.mark.slow

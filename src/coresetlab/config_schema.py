@@ -25,7 +25,7 @@ class TopSchema:
     seed: int = 0
     torch_threads: Optional[int] = None
     force: bool = False
-    optimized_metric: Optional[str] = None
+    optimized_metric: Any = None  # a metric name, or a list of names for multi-objective sweeps
 
 
 @dataclass

@@ -217,10 +217,15 @@ def execute(cfg: DictConfig, out_dir: Path | None = None) -> tuple[int, dict[str
     return 0, result
 
 
-def objective(record: dict[str, Any] | None, metric: str | None) -> float | None:
-    """The value a sweeper optimises: ``record['metrics'][metric]`` (NaN when the run failed)."""
+def objective(record: dict[str, Any] | None, metric: Any) -> float | tuple[float, ...] | None:
+    """The value a sweeper optimises: ``record['metrics'][metric]`` (NaN when the run failed).
+
+    ``metric`` may be a list of names (multi-objective Optuna, one ``direction`` per name): a tuple comes back.
+    """
     if not metric:
         return None
+    if not isinstance(metric, str):
+        return tuple(float(objective(record, str(m))) for m in metric)  # type: ignore[arg-type]
     if not record or record.get("status") != "ok":
         return float("nan")
     if metric not in record["metrics"]:

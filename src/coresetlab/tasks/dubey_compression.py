@@ -127,8 +127,9 @@ class _Pipeline:
         with ctx.stage("parent"):
             self.parent, self.pinfo = get_parent(ctx, self.dm, cfg.model, self.t.parent)
         self.parent.eval()
-        tr, te = self.dm.dataset("train_eval"), self.dm.dataset("test")
+        tr, va, te = self.dm.dataset("train_eval"), self.dm.dataset("val"), self.dm.dataset("test")
         self.x_tr, self.y_tr, self.x_te, self.y_te = tr.x, tr.y, te.x, te.y
+        self.x_va, self.y_va = va.x, va.y
         gen = torch.Generator().manual_seed(ctx.seed)
         n = len(self.y_tr)
         ap, cs = method.ap, method.search
@@ -147,6 +148,10 @@ class _Pipeline:
 
     def test_acc(self, model: nn.Module) -> float:
         return accuracy(model, self.x_te, self.y_te, int(self.method.search.batch_size))
+
+    def val_acc(self, model: nn.Module) -> float:
+        """Validation accuracy: what searches (Optuna) may optimise; test accuracy is only reported."""
+        return accuracy(model, self.x_va, self.y_va, int(self.method.search.batch_size))
 
     def train(self, model: nn.Module, epochs: int, phase: str) -> None:
         rt = self.t.retrain
@@ -221,9 +226,9 @@ class _Pipeline:
             loaded, _ = load_model(path)
         with self.ctx.stage("runtime"):
             ms = time_per_batch(model, self.x_te[: int(self.t.runtime.batch_size)], int(self.t.runtime.reps))
-        acc = self.test_acc(loaded)
+        acc, val = self.test_acc(loaded), self.val_acc(loaded)
         metrics = {
-            "test_acc": acc, "test_err": 1 - acc, "params": count_params(model),
+            "test_acc": acc, "test_err": 1 - acc, "val_acc": val, "val_err": 1 - val, "params": count_params(model),
             "param_factor": count_params(self.parent) / count_params(model), "bytes": size.file_bytes,
             "header_bytes": size.header_bytes, "ms_per_batch": ms,
             "coreset_test_acc": pre["test_acc"], "coreset_test_err": 1 - pre["test_acc"],
@@ -303,9 +308,9 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
         psize = save_model(parent, pipe.models_dir / "parent.dcnn", pipe.base_config)
     with ctx.stage("runtime"):
         parent_ms = time_per_batch(parent, pipe.x_te[: int(t.runtime.batch_size)], int(t.runtime.reps))
-    parent_acc = pipe.test_acc(parent)
+    parent_acc, parent_val = pipe.test_acc(parent), pipe.val_acc(parent)
     metrics: dict[str, float] = {
-        "parent_test_acc": parent_acc, "parent_test_err": 1 - parent_acc, "parent_params": count_params(parent),
+        "parent_test_acc": parent_acc, "parent_test_err": 1 - parent_acc, "parent_val_acc": parent_val, "parent_params": count_params(parent),
         "parent_bytes": psize.file_bytes, "parent_float32_bytes": 4 * count_params(parent),
         "parent_ms_per_batch": parent_ms,
     }
@@ -332,6 +337,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
     if method.variants:
         first = method.variants[0].name
         metrics.update({"test_acc": metrics[f"{first}_test_acc"], "test_err": metrics[f"{first}_test_err"],
+                        "val_acc": metrics[f"{first}_val_acc"], "val_err": metrics[f"{first}_val_err"],
                         "compression_factor": metrics[f"{first}_factor"]})
     if pipe._ap is not None:
         extra["ap"] = {k: v for k, v in pipe._ap[1].items() if k != "kept"}
