@@ -53,7 +53,10 @@ def config_id_of(run_dir: Path) -> str | None:
     from coresetlab.resolvers import config_id
 
     conf = resolved_config(run_dir)
-    return None if conf is None else config_id(OmegaConf.create(conf))
+    try:
+        return None if conf is None else config_id(OmegaConf.create(conf))
+    except Exception:  # a hand-edited or foreign config: no recipe id, the run is still reported
+        return None
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
