@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(f"   note: {note}")
     for r in runs:
-        print(f"   {r.artefact:24s} {' '.join(r.overrides)}  (~{r.est_minutes:g} min)")
+        when = f"~{r.est_minutes:g} min" if r in todo else "done"
+        print(f"   {r.artefact:24s} {' '.join(r.overrides)}  ({when})")
     if args.dry_run:
         return 0
     t_all, failed = time.perf_counter(), 0
