@@ -228,7 +228,8 @@ class _Pipeline:
             ms = time_per_batch(model, self.x_te[: int(self.t.runtime.batch_size)], int(self.t.runtime.reps))
         acc, val = self.test_acc(loaded), self.val_acc(loaded)
         metrics = {
-            "test_acc": acc, "test_err": 1 - acc, "val_acc": val, "val_err": 1 - val, "params": count_params(model),
+            "test_acc": acc, "test_err": 1 - acc, "val_acc": val, "val_err": 1 - val,
+            "params": count_params(model),
             "param_factor": count_params(self.parent) / count_params(model), "bytes": size.file_bytes,
             "header_bytes": size.header_bytes, "ms_per_batch": ms,
             "coreset_test_acc": pre["test_acc"], "coreset_test_err": 1 - pre["test_acc"],
@@ -310,7 +311,8 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
         parent_ms = time_per_batch(parent, pipe.x_te[: int(t.runtime.batch_size)], int(t.runtime.reps))
     parent_acc, parent_val = pipe.test_acc(parent), pipe.val_acc(parent)
     metrics: dict[str, float] = {
-        "parent_test_acc": parent_acc, "parent_test_err": 1 - parent_acc, "parent_val_acc": parent_val, "parent_params": count_params(parent),
+        "parent_test_acc": parent_acc, "parent_test_err": 1 - parent_acc, "parent_val_acc": parent_val,
+        "parent_params": count_params(parent),
         "parent_bytes": psize.file_bytes, "parent_float32_bytes": 4 * count_params(parent),
         "parent_ms_per_batch": parent_ms,
     }
