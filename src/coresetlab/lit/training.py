@@ -68,7 +68,7 @@ class LastCheckpoint(pl.Callback):
             return
         self.dirpath.mkdir(parents=True, exist_ok=True)
         tmp = self.dirpath / "last.ckpt.tmp"
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # full state (optimizer, loops) to resume
         tmp.replace(self.dirpath / "last.ckpt")
 
 
