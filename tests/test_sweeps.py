@@ -76,6 +76,28 @@ def test_report_warns_when_runs_of_different_recipes_would_be_pooled(compose, tm
     assert "dataset.seed" not in md  # derived from the seed: not a recipe difference
 
 
+def test_report_rebuilds_its_own_tables_and_figures_but_never_empties_a_foreign_folder(compose, tmp_path):
+    from coresetlab.report.build import MARKER, build_report
+
+    runs = tmp_path / "runs"
+    _fake_run(runs, compose(*SMOKE), "a")
+    ours = tmp_path / "rep"
+    build_report([runs], ours)  # a new folder becomes ours
+    assert (ours / MARKER).exists()
+    stale = ours / "figures" / "from_a_deleted_run.png"
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_bytes(b"old")
+    build_report([runs], ours)
+    assert not stale.exists() and (ours / "REPRODUCTION.md").exists()
+
+    foreign = tmp_path / "mine"
+    (foreign / "figures").mkdir(parents=True)
+    keep = foreign / "figures" / "my_plot.png"
+    keep.write_bytes(b"mine")
+    build_report([runs], foreign)
+    assert keep.exists() and not (foreign / MARKER).exists()
+
+
 def test_relaunched_multirun_skips_finished_runs(run_cli, tmp_path):
     env = {"CORESETLAB_OUTPUTS": str(tmp_path)}
     first, _ = run_cli("-m", *SMOKE, "seed=0,1", env=env)

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"== {len(todo)} runs in {(time.perf_counter() - t_all) / 60:.1f} min, {failed} failed")
     from coresetlab.report.build import build_report
 
-    report = build_report([paths.output_root()], paths.output_root() / "report")
+    report = build_report([paths.output_root()], paths.output_root() / "report", owned=True)
     print(f"report: {report}")
     return 1 if failed else 0
 

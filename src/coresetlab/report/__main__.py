@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no such run folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
     out = args.out or output_root() / "report"
-    path = build_report(runs, out, args.manifests)
+    path = build_report(runs, out, args.manifests, owned=args.out is None)
     print(f"report: {path}")
     return 0
 

@@ -165,9 +165,30 @@ def build_artefact(m: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame,
     return md
 
 
-def build_report(run_paths: list[Path], out: Path, manifest_dir: Path | None = None) -> Path:
-    """Aggregate the runs below ``run_paths`` into ``out``; return the path of REPRODUCTION.md."""
+MARKER = ".coresetlab-report"
+
+
+def _fresh_report_dir(out: Path, owned: bool = False) -> None:
+    """Create ``out``. In a folder that is ours (``owned``: the default ``outputs/report``, or an earlier
+    build left :data:`MARKER` there) the old tables and figures are deleted first, so that none from a
+    run since deleted outlives it; a folder that is new or empty becomes ours. Others are never emptied."""
+    import shutil
+
+    ours = owned or (out / MARKER).exists() or not out.exists() or not any(out.iterdir())
+    if ours:
+        for sub in ("tables", "figures"):
+            shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
+    if ours:
+        (out / MARKER).write_text("made by python -m coresetlab.report: tables/ and figures/ are rebuilt each time\n")
+
+
+def build_report(run_paths: list[Path], out: Path, manifest_dir: Path | None = None, owned: bool = False) -> Path:
+    """Aggregate the runs below ``run_paths`` into ``out``; return the path of REPRODUCTION.md.
+
+    ``owned``: ``out`` is the project's own report folder, rebuilt from scratch (see :func:`_fresh_report_dir`).
+    """
+    _fresh_report_dir(out, owned)
     runs, records = load_runs(run_paths)
     manifests = load_manifests(manifest_dir)
     runs.to_csv(out / "runs.csv", index=False)
