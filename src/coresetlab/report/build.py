@@ -170,7 +170,7 @@ MARKER = ".coresetlab-report"
 
 def _fresh_report_dir(out: Path, owned: bool = False) -> None:
     """Create ``out``. In a folder that is ours (``owned``: the default ``outputs/report``, or an earlier
-    build left :data:`MARKER` there) the old tables and figures are deleted first, so that none from a
+    build left :data:`MARKER` there) the old tables, figures and CSVs are deleted first, so that none from a
     run since deleted outlives it; a folder that is new or empty becomes ours. Others are never emptied."""
     import shutil
 
@@ -178,6 +178,8 @@ def _fresh_report_dir(out: Path, owned: bool = False) -> None:
     if ours:
         for sub in ("tables", "figures"):
             shutil.rmtree(out / sub, ignore_errors=True)
+        for name in ("runs.csv", "records.csv"):
+            (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     if ours:
         (out / MARKER).write_text("made by python -m coresetlab.report: tables/ and figures/ are rebuilt each time\n")
