@@ -12,15 +12,13 @@ import torch
 
 from conftest import load_results
 from coresetlab.errors import ConfigError
-from coresetlab.methods.autocl import loss_ratio_error
-from coresetlab.methods.data_coresets import (
+from coresetlab.methods.autocl.data_coresets import (
     CoresetBatch,
     DataProblem,
     LearnedCoreset,
     LinearRegressionLoss,
     LogisticRegressionLoss,
     SamplingCoreset,
-    _SoftplusSum,
     err_avg,
     err_opt,
     leverage_scores,
@@ -30,7 +28,9 @@ from coresetlab.methods.data_coresets import (
     size_buckets,
     with_intercept,
 )
-from coresetlab.methods.queries import QueryRecipe, load_or_make_query_set, trajectory_plan
+from coresetlab.methods.autocl.data_losses import _SoftplusSum
+from coresetlab.methods.autocl.objective import loss_ratio_error
+from coresetlab.methods.autocl.queries import QueryRecipe, load_or_make_query_set, trajectory_plan
 
 F64 = torch.float64
 
@@ -217,7 +217,7 @@ def test_query_sets_split_fill_and_cache(tmp_path):
 # --- task plumbing ---------------------------------------------------------------------------------
 
 def test_method_configs_fill_from_the_recipe_and_sizes_restrict_the_grid(compose):
-    from coresetlab.tasks.data_coreset import grid_sizes, run_methods
+    from coresetlab.tasks.autocl.data_coreset import grid_sizes, run_methods
 
     cfg = compose("+experiment=logreg_autocl", "profile=paper")
     methods = run_methods(cfg)

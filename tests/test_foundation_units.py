@@ -13,7 +13,7 @@ from torch import nn
 from coresetlab.data.cifar10 import decode_jpeg_npz, random_crop_flip
 from coresetlab.data.common import TensorBatchDataset, make_loader, seeded_split
 from coresetlab.lit.parents import parent_key
-from coresetlab.methods.autocl import coreset_objective, loss_ratio_error
+from coresetlab.methods.autocl.objective import coreset_objective, loss_ratio_error
 from coresetlab.models import count_params
 from coresetlab.models.mlp import MLP
 from coresetlab.records import compression_ratio, write_json_atomic

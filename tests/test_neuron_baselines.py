@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from coresetlab.errors import ConfigError
-from coresetlab.methods import corenet as cn
-from coresetlab.methods import neuron_coreset as nc
-from coresetlab.methods import sparsify as sp
-from coresetlab.methods.worst_case import project_ball, worst_case_search
+from coresetlab.methods.neuron import corenet as cn
+from coresetlab.methods.neuron import coreset as nc
+from coresetlab.methods.neuron import sparsify as sp
+from coresetlab.methods.neuron.worst_case import project_ball, worst_case_search
 from coresetlab.models.mlp import MLP
 
 

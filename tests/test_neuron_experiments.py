@@ -21,7 +21,7 @@ def test_experiment_composes_for_every_profile(compose, name):
     for profile in ("paper", "fast", "smoke"):
         cfg = compose(f"+experiment={name}", f"profile={profile}")
         assert cfg.experiment == name and cfg.artefact == NEURON_EXPERIMENTS[name]
-        assert cfg.task._target_.startswith("coresetlab.tasks.neuron_")
+        assert cfg.task._target_.startswith("coresetlab.tasks.neuron.")
 
 
 def _ok(run_cli, name, *extra):

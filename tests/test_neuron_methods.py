@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from coresetlab.errors import ConfigError
-from coresetlab.methods import mlp_surgery as ms
-from coresetlab.methods import neuron_coreset as nc
+from coresetlab.methods.neuron import coreset as nc
+from coresetlab.methods.shared import mlp_surgery as ms
 from coresetlab.models.mlp import MLP
 from coresetlab.models.utils import count_params
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from coresetlab.methods.mlp_surgery import layer_points, prune_pair
-from coresetlab.methods.neuron_coreset import select_neurons
+from coresetlab.methods.neuron.coreset import select_neurons
+from coresetlab.methods.shared.mlp_surgery import layer_points, prune_pair
 from coresetlab.paths import output_root
 from coresetlab.records import write_json_atomic
 

@@ -1,7 +1,7 @@
 """Run one composed config: validate it, call the experiment's task, write ``results.json``.
 
 A *task* is a function ``run(cfg: DictConfig, ctx: RunContext) -> dict`` named by ``cfg.task._target_``
-(e.g. ``coresetlab.tasks.autocl_compression.run``). It returns a dict with any of: ``method``,
+(e.g. ``coresetlab.tasks.autocl.compression.run``). It returns a dict with any of: ``method``,
 ``model``, ``dataset`` (names), ``metrics`` (flat ``{name: number}``), ``params_before``,
 ``params_after``, ``compression``, ``table`` (list of flat rows), ``extra`` (free-form). The runner
 adds identity (experiment, artefact, profile, seed), timing, versions and the git sha.

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coresetlab.methods.autocl import loss_ratio_error
+from coresetlab.methods.autocl.objective import loss_ratio_error
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]

@@ -7,7 +7,7 @@ rates and two selections (coreset vs uniform), accuracy before/after fine-tuning
 epochs to convergence.
 
 Pipeline per (method, rate): hidden widths removing ``rate`` of the parameters
-(:func:`~coresetlab.methods.mlp_surgery.hidden_widths_for_compression`), layer-by-layer surgery in
+(:func:`~coresetlab.methods.shared.mlp_surgery.hidden_widths_for_compression`), layer-by-layer surgery in
 ``task.compression.order``; accuracy before fine-tuning; fine-tuning (after every pruned layer when
 ``task.finetune.per_layer``) until the validation loss stops improving; accuracy after. One run =
 one seed (one parent).
@@ -22,9 +22,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from coresetlab.lit import evaluate
-from coresetlab.methods.mlp_surgery import compress_mlp, hidden_widths_for_compression
+from coresetlab.methods.shared.mlp_surgery import compress_mlp, hidden_widths_for_compression
 from coresetlab.models import count_params
-from coresetlab.tasks.neuron_common import (
+from coresetlab.tasks.neuron.common import (
     finetune,
     flat,
     generator,

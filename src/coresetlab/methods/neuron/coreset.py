@@ -49,7 +49,6 @@ Everything is vectorised: no Python loop over neurons or draws.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,11 +56,21 @@ import torch
 import torch.nn.functional as F
 
 from coresetlab.errors import ConfigError
+from coresetlab.methods.shared.mlp_surgery import neuron_points  # noqa: F401  (re-exported)
+from coresetlab.methods.shared.sampling import (  # noqa: F401  (re-exported)
+    SIZE_MODES,
+    WeightedSample,
+    draw_m,
+    draw_until_distinct,
+    importance_sample,
+)
+
+NeuronSample = WeightedSample  # a neuron selection
+sample_neurons = importance_sample  # Algorithm 2, lines 3-6
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
 METHODS = ("coreset", "uniform", "percentile")
-SIZE_MODES = ("distinct", "m")
 
 
 def soft_clipping(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
@@ -103,12 +112,6 @@ def get_activation(activation: str | Activation) -> Activation:
         raise ConfigError(
             f"unknown activation '{activation}', choose one of {', '.join(NEURON_ACTIVATIONS)}"
         ) from None
-
-
-def neuron_points(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """The neurons of a layer as points ``P = [W | b]`` of shape ``(n, d + 1)`` (bias last)."""
-    b = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device) if bias is None else bias
-    return torch.cat([weight, b.reshape(-1, 1)], dim=1)
 
 
 def activation_bound(activation: str | Activation, radius: torch.Tensor, bound: str = "sup") -> torch.Tensor:
@@ -155,84 +158,6 @@ def sensitivity(
     if not torch.isfinite(total) or total <= 0:
         return torch.full_like(s, 1.0 / len(s))
     return s / total
-
-
-def draw_m(probs: torch.Tensor, m: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Counts of ``m`` i.i.d. draws with replacement from ``probs``: a ``(n,)`` int64 multinomial vector."""
-    if m < 1:
-        raise ConfigError(f"the number of draws m must be >= 1, got {m}")
-    idx = torch.multinomial(probs.to(torch.float64), m, replacement=True, generator=generator)
-    return torch.bincount(idx, minlength=len(probs))
-
-
-def draw_until_distinct(
-    probs: torch.Tensor, k: int, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, int]:
-    """Counts of i.i.d. draws from ``probs`` made until ``k`` distinct items were drawn, and ``m``.
-
-    Exact and loop-free (an *exponential race*): embed the draws in a rate-1 Poisson process whose
-    marks are i.i.d. ``∝ probs``; item ``i`` then first appears at ``T_i ~ Exp(p_i)`` (independent),
-    so the first ``k`` distinct items are the ``k`` smallest ``T_i`` and the process stops at
-    ``τ = T_(k)``. After its first appearance, item ``i`` reappears as a Poisson process of rate
-    ``p_i`` independent of all first-appearance times, so its count is ``1 + Poisson(p_i (τ − T_i))``.
-    This has the law of the sequential procedure of the authors' code (Algorithm 2 with a width target)
-    at the cost of one sort.
-    """
-    p = probs.to(torch.float64)
-    n_pos = int((p > 0).sum())
-    if not 1 <= k <= n_pos:
-        raise ConfigError(f"cannot draw {k} distinct neurons from {n_pos} with non-zero probability")
-    e = torch.empty(len(p), dtype=torch.float64).exponential_(generator=generator)
-    t = torch.where(p > 0, e / p, torch.full_like(p, math.inf))
-    order = torch.argsort(t)
-    first = order[:k]
-    tau = t[order[k - 1]]
-    rate = (p[first] * (tau - t[first])).clamp_min(0.0)
-    counts = torch.zeros(len(p), dtype=torch.int64)
-    counts[first] = 1 + torch.poisson(rate, generator=generator).to(torch.int64)
-    return counts, int(counts.sum())
-
-
-@dataclass
-class NeuronSample:
-    """The result of a neuron selection: which neurons of layer ``i`` to keep and how to reweight.
-
-    ``indices``: sorted distinct kept neurons ``C``; ``scale``: per kept neuron the factor
-    ``count(q) / (m · pr(q))`` that turns ``w_j(q)`` into ``u_j(q)`` (1 for unweighted selections);
-    ``m``: number of draws (0 for deterministic selections); ``probs``: the sampling distribution.
-    """
-
-    indices: torch.Tensor
-    scale: torch.Tensor
-    m: int
-    probs: torch.Tensor | None = None
-
-    @property
-    def size(self) -> int:
-        return len(self.indices)
-
-    def reweight(self, out_weights: torch.Tensor) -> torch.Tensor:
-        """The new outgoing weights ``u`` (columns ``C`` of ``out_weights``, scaled): ``(k, |C|)``."""
-        cols = out_weights[..., self.indices]
-        return cols * self.scale.to(cols.dtype)
-
-
-def sample_neurons(
-    probs: torch.Tensor, size: int, size_mode: str = "distinct", generator: torch.Generator | None = None
-) -> NeuronSample:
-    """Importance-sample neurons from ``pr = probs`` (Algorithm 2, lines 3-6) and reweight them.
-
-    ``size_mode="m"``: ``size`` i.i.d. draws; ``"distinct"``: draw until ``size`` distinct neurons.
-    """
-    if size_mode == "m":
-        counts, m = draw_m(probs, int(size), generator), int(size)
-    elif size_mode == "distinct":
-        counts, m = draw_until_distinct(probs, int(size), generator)
-    else:
-        raise ConfigError(f"size_mode must be one of {SIZE_MODES}, got '{size_mode}'")
-    idx = torch.nonzero(counts, as_tuple=True)[0]
-    scale = counts[idx].to(torch.float64) / (m * probs.to(torch.float64)[idx])
-    return NeuronSample(indices=idx, scale=scale, m=m, probs=probs)
 
 
 def top_k_by_norm(points: torch.Tensor, size: int) -> NeuronSample:

@@ -28,14 +28,14 @@ import torch
 from omegaconf import DictConfig
 
 from coresetlab.errors import ConfigError
-from coresetlab.methods.mlp_surgery import layer_points
-from coresetlab.methods.neuron_coreset import (
+from coresetlab.methods.neuron.coreset import (
     NeuronSelector,
     estimate,
     layer_outputs,
     sensitivity,
 )
-from coresetlab.tasks.neuron_common import flat, generator, parent_extra, parent_mlp, selectors, setup_data
+from coresetlab.methods.shared.mlp_surgery import layer_points
+from coresetlab.tasks.neuron.common import flat, generator, parent_extra, parent_mlp, selectors, setup_data
 
 log = logging.getLogger("coresetlab")
 

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from coresetlab.lit import ClassifierModule, MatchingModule, evaluate, fit_module, get_parent
-from coresetlab.methods.autocl import loss_ratio_error
+from coresetlab.methods.autocl.objective import loss_ratio_error
 from coresetlab.models import count_params
 
 log = logging.getLogger("coresetlab")

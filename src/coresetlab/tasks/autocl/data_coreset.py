@@ -4,7 +4,7 @@ Pipeline of one run (``python run.py +experiment=linreg_autocl`` / ``logreg_auto
 
 1. ``data``: the tabular input set P (``cfg.dataset``, a loader of :mod:`coresetlab.data.tabular`) and
    the loss (``task.loss``);
-2. ``queries``: the query set (Adam trajectories on P, cached on disk; :mod:`coresetlab.methods.queries`);
+2. ``queries``: the query set (Adam trajectories on P, cached on disk; :mod:`coresetlab.methods.autocl.queries`);
 3. ``reference``: the full-data minimiser ``q*_P`` and ``f(P, q*_P)``;
 4. ``coresets_<method>``: ``reps`` coresets of every size for the method under study
    (``coreset_method``) and every baseline (``task.baselines``), each a batched tensor program;
@@ -37,7 +37,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from coresetlab.data.tabular import TabularData
 from coresetlab.errors import ConfigError
-from coresetlab.methods.data_coresets import (
+from coresetlab.methods.autocl.data_coresets import (
     DataCoresetMethod,
     DataLoss,
     DataProblem,
@@ -45,7 +45,7 @@ from coresetlab.methods.data_coresets import (
     err_opt,
     evaluate,
 )
-from coresetlab.methods.queries import QueryRecipe, load_or_make_query_set
+from coresetlab.methods.autocl.queries import QueryRecipe, load_or_make_query_set
 
 log = logging.getLogger("coresetlab")
 

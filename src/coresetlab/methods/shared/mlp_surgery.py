@@ -25,13 +25,21 @@ import torch
 from torch import nn
 
 from coresetlab.errors import ConfigError
-from coresetlab.methods.neuron_coreset import NeuronSample, neuron_points
+from coresetlab.methods.shared.sampling import WeightedSample
+
+NeuronSample = WeightedSample
 
 ORDERS = ("top_down", "bottom_up")
 #: ``selector(points, out_weights, size, activation, generator, beta_override) -> NeuronSample``
 Selector = Callable[..., NeuronSample]
 #: ``finetune(model, layer_index) -> epochs used (or None)``
 FineTune = Callable[[nn.Module, int], "int | None"]
+
+
+def neuron_points(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The neurons of a layer as points ``P = [W | b]`` of shape ``(n, d + 1)`` (bias last)."""
+    b = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device) if bias is None else bias
+    return torch.cat([weight, b.reshape(-1, 1)], dim=1)
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None, like: nn.Linear) -> nn.Linear:

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from coresetlab.errors import ConfigError
-from coresetlab.methods.sparsify import per_layer
+from coresetlab.methods.neuron.sparsify import per_layer
 
 VARIANTS = ("corenet", "corenet+", "corenet++")
 

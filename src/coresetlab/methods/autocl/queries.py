@@ -37,7 +37,8 @@ import torch
 from torch import Tensor
 
 from coresetlab.errors import ConfigError
-from coresetlab.methods.data_coresets import DataProblem, Progress, evaluate, generator, no_progress
+from coresetlab.methods.autocl.data_losses import Progress, generator, no_progress
+from coresetlab.methods.autocl.data_problems import DataProblem, evaluate
 
 log = logging.getLogger("coresetlab")
 

@@ -6,8 +6,8 @@ repetition, each method compresses the trained parent and we measure the average
 ``‖φ_θ(x)‖₁``: ``err_rel``; softmax probabilities: ``err_prob``) and the test accuracy. Methods:
 
 * weight sparsification baselines (``task.baselines``): ``uniform``, ``svd``, ``l1``, ``l2``,
-  ``l1l2`` (:mod:`coresetlab.methods.sparsify`) and ``corenet``, ``corenet+``, ``corenet++``
-  (:mod:`coresetlab.methods.corenet`; sensitivities from ``s_points`` validation images, the
+  ``l1l2`` (:mod:`coresetlab.methods.neuron.sparsify`) and ``corenet``, ``corenet+``, ``corenet++``
+  (:mod:`coresetlab.methods.neuron.corenet`; sensitivities from ``s_points`` validation images, the
   amplification set is another ``t_points``); the budget ``f`` is spread evenly over the weight
   matrices, the output layer kept dense with ``task.dense_last`` (it holds < 1 % of the weights, and
   sparsifying it to ``f`` destroys every method at small ``f``);
@@ -27,11 +27,11 @@ import torch
 from omegaconf import DictConfig
 
 from coresetlab.errors import ConfigError
-from coresetlab.methods.corenet import VARIANTS, CoreNet, corenet_plan
-from coresetlab.methods.mlp_surgery import compress_mlp, hidden_widths_for_compression
-from coresetlab.methods.sparsify import ENTRY_METHODS, compress_linear_layers, layer_fractions
+from coresetlab.methods.neuron.corenet import VARIANTS, CoreNet, corenet_plan
+from coresetlab.methods.neuron.sparsify import ENTRY_METHODS, compress_linear_layers, layer_fractions
+from coresetlab.methods.shared.mlp_surgery import compress_mlp, hidden_widths_for_compression
 from coresetlab.models import count_params
-from coresetlab.tasks.neuron_common import (
+from coresetlab.tasks.neuron.common import (
     flat,
     generator,
     layer_input_betas,

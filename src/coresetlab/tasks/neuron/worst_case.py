@@ -9,7 +9,7 @@ with ``next_neuron``):
 
 * ``err_avg`` / ``err_max_test``: mean / max over the MNIST test images;
 * ``err_worst``: projected gradient ascent over ``‖x‖ ≤ β`` (``β`` = the largest test-image norm;
-  :func:`coresetlab.methods.worst_case.worst_case_search`) from random sphere points and the test
+  :func:`coresetlab.methods.neuron.worst_case.worst_case_search`) from random sphere points and the test
   images with the largest error (a lower bound on the true worst case);
 * ``worst_over_avg``: their ratio, and ``err_worst_unit`` = worst error divided by
   ``Σ_p max_j |w_j(p)| φ(β‖p‖)`` (the scale of the theorem's additive bound).
@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from coresetlab.methods.mlp_surgery import layer_points
-from coresetlab.methods.neuron_coreset import estimate, layer_outputs, sensitivity
-from coresetlab.methods.worst_case import worst_case_search
-from coresetlab.tasks.neuron_common import flat, generator, parent_extra, parent_mlp, selectors, setup_data
+from coresetlab.methods.neuron.coreset import estimate, layer_outputs, sensitivity
+from coresetlab.methods.neuron.worst_case import worst_case_search
+from coresetlab.methods.shared.mlp_surgery import layer_points
+from coresetlab.tasks.neuron.common import flat, generator, parent_extra, parent_mlp, selectors, setup_data
 
 log = logging.getLogger("coresetlab")
 

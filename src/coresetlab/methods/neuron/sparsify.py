@@ -15,7 +15,7 @@
   - ``uniform``: ``p_ij = 1/(#entries)`` (CoreNet's "Uniform" baseline).
 
 Budgets are numbers of non-zero entries: draws continue until ``k`` distinct entries were drawn
-(exact and loop-free, :func:`coresetlab.methods.neuron_coreset.draw_until_distinct`). Biases are
+(exact and loop-free, :func:`coresetlab.methods.neuron.coreset.draw_until_distinct`). Biases are
 kept. All functions return dense tensors with zeros (the evaluation counts non-zeros).
 :func:`layer_fractions` splits a network-level budget into per-layer fractions (optionally keeping
 the small output layer dense, which every method needs to stay usable at high compression).
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from coresetlab.errors import ConfigError
-from coresetlab.methods.neuron_coreset import draw_until_distinct
+from coresetlab.methods.shared.sampling import draw_until_distinct
 
 ENTRY_METHODS = ("uniform", "l1", "l2", "l1l2")
 

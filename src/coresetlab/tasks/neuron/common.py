@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from coresetlab.errors import ConfigError
-from coresetlab.methods.neuron_coreset import NeuronSelector
+from coresetlab.methods.neuron.coreset import NeuronSelector
 
 log = logging.getLogger("coresetlab")
 
@@ -74,7 +74,7 @@ def selectors(cfg: DictConfig) -> dict[str, NeuronSelector]:
         out = {str(cm.name): instantiate(cm)}
     for label, sel in out.items():
         if not isinstance(sel, NeuronSelector):
-            raise ConfigError(f"method '{label}' is not a neuron selector (coresetlab.methods.neuron_coreset.NeuronSelector)")
+            raise ConfigError(f"method '{label}' is not a neuron selector (coresetlab.methods.neuron.coreset.NeuronSelector)")
     return out
 
 

@@ -1,0 +1,1 @@
+"""Pieces every paper uses: importance sampling, structural surgery."""

@@ -1,0 +1,1 @@
+"""Dubey et al. (ECCV 2018) tasks."""
