@@ -9,6 +9,11 @@ mini-batches (:class:`MiniBatches`, made by :class:`coresetlab.lit.training.Batc
 step, so the arithmetic is exactly that of one Lightning step per mini-batch, with the per-step overhead
 paid once per list. The training loss is accumulated in a tensor and logged once per epoch.
 
+On one device without a gradient scaler (``32-true``, ``bf16-mixed`` on CPU) and when neither a callback
+nor the module overrides ``on_before_backward``, ``on_after_backward`` or ``on_before_optimizer_step``,
+backward and step are plain PyTorch calls (the optimizer step still counts towards ``global_step``);
+otherwise they go through ``manual_backward`` / ``LightningOptimizer.step`` and those hooks.
+
 Schedulers are stepped here too: once per epoch (after the epoch's last batch, before the checkpoint of
 that epoch is written), or after every optimizer step for per-step schedules (``OneCycleLR``,
 ``CyclicLR``, or ``scheduler_interval="step"``).
@@ -26,6 +31,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.strategies import SingleDeviceStrategy
 from torch import nn
 
 from coresetlab.methods.autocl.objective import loss_ratio_error
@@ -37,6 +43,9 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 class MiniBatches(list):
     """A list of ``(x, y)`` mini-batches handed to one ``training_step``; each gets its own optimizer step."""
+
+#: Per-step hooks that the plain (fast) step path skips; it is used only when nobody overrides them.
+STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 
 #: Schedulers whose schedule is defined per optimizer step (stepped after every step by default).
 PER_STEP_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
@@ -111,8 +120,31 @@ class _Base(pl.LightningModule):
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def _plain_steps(self) -> bool:
+        """Whether backward/step can bypass Lightning's per-step hooks (see the module docstring)."""
+        trainer = self.trainer
+        if type(trainer.strategy) is not SingleDeviceStrategy or getattr(trainer.precision_plugin, "scaler", None):
+            return False
+        hooked = [type(cb) for cb in trainer.callbacks if any(
+            getattr(type(cb), h) is not getattr(pl.Callback, h) for h in STEP_HOOKS)]
+        return not hooked and all(getattr(type(self), h) is getattr(pl.LightningModule, h) for h in STEP_HOOKS)
+
     def on_train_epoch_start(self) -> None:
         self._train_sum, self._train_n = torch.zeros((), device=self.device), 0
+        self._plain = self._plain_steps()
+
+    def _step(self, opt, loss: torch.Tensor) -> None:
+        """zero_grad, backward, optimizer step (plain PyTorch calls when :meth:`_plain_steps` allows)."""
+        if self._plain:
+            opt.optimizer.zero_grad()
+            loss.backward()
+            opt._on_before_step()  # Lightning's step counting (global_step), as LightningOptimizer.step does
+            opt.optimizer.step()
+            opt._on_after_step()
+        else:
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
 
     def training_step(self, batch: Batch | MiniBatches, batch_idx: int) -> torch.Tensor:
         minibatches = batch if isinstance(batch, MiniBatches) else [batch]
@@ -121,9 +153,7 @@ class _Base(pl.LightningModule):
         losses = []
         for x, y in minibatches:
             loss = self._loss(to_memory_format(x, self.channels_last), y)
-            opt.zero_grad()
-            self.manual_backward(loss)
-            opt.step()
+            self._step(opt, loss)
             if config is not None and config.interval == "step":
                 config.scheduler.step()
             losses.append(loss.detach())

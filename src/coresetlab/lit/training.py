@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -111,7 +112,9 @@ class BatchChunks:
 
     Each mini-batch still gets its own optimizer step (the modules of :mod:`coresetlab.lit.modules`
     loop over the list), so training is step-for-step the same; Lightning's per-step overhead is paid
-    once per ``k`` mini-batches. The last group of an epoch may be shorter.
+    once per ``k`` mini-batches. The last group of an epoch may be shorter. A sized loader is read for
+    exactly ``len(loader)`` batches and never asked for one more, as Lightning does: asking would make a
+    seeded ``RandomSampler`` draw (and discard) another permutation and so shift the next epoch's order.
     """
 
     def __init__(self, loader: Iterable, k: int) -> None:
@@ -122,7 +125,10 @@ class BatchChunks:
 
     def __iter__(self) -> Iterator[MiniBatches]:
         group = MiniBatches()
-        for batch in self.loader:
+        batches = iter(self.loader)
+        if hasattr(self.loader, "__len__"):
+            batches = itertools.islice(batches, len(self.loader))
+        for batch in batches:
             group.append(batch)
             if len(group) == self.k:
                 yield group
