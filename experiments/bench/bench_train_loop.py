@@ -163,10 +163,14 @@ def bench_vgg(args) -> list[dict[str, Any]]:
         for loop in ("bare", "lightning"):
             rows.append({"model": "vgg19", "setting": name, "loop": loop, "batch": bs, "threads": args.vgg_threads,
                          "batches_per_step": args.vgg_batches_per_step if loop == "lightning" else None, **res[loop]})
+        for r in res.values():
+            r["img_cpu_s"] = r["images"] / r["cpu_s"]
         ratio = res["lightning"]["img_s"] / res["bare"]["img_s"]
-        rows[-1]["lightning_over_bare"] = ratio
-        print(f"vgg19 {name:8s} bare {res['bare']['img_s']:7.1f} img/s | lightning {res['lightning']['img_s']:7.1f} "
-              f"img/s | lightning/bare {ratio:.3f} | load {res['lightning']['load'][0]}", flush=True)
+        ratio_cpu = res["lightning"]["img_cpu_s"] / res["bare"]["img_cpu_s"]
+        rows[-1].update(lightning_over_bare=ratio, lightning_over_bare_cpu=ratio_cpu)
+        print(f"vgg19 {name:8s} img/s (wall): bare {res['bare']['img_s']:6.1f} lightning {res['lightning']['img_s']:6.1f}"
+              f" ({ratio:.3f}x) | img per cpu-s: bare {res['bare']['img_cpu_s']:6.1f} lightning "
+              f"{res['lightning']['img_cpu_s']:6.1f} ({ratio_cpu:.3f}x) | load {res['lightning']['load'][0]}", flush=True)
     return rows
 
 
@@ -204,21 +208,23 @@ def bench_lenet(args) -> list[dict[str, Any]]:
 
 
 def bench_loader(args) -> list[dict[str, Any]]:
-    torch.set_num_threads(args.vgg_threads)
-    cfg = compose_cfg("dataset=cifar10", f"torch_threads={args.vgg_threads}")
+    cfg = compose_cfg("dataset=cifar10")
     dm = instantiate(cfg.dataset)
     dm.setup()
     rows = []
-    for split in ("train", "train_eval"):  # augmented / not
-        loader, clock, n = dm.loader(split, 128, shuffle=True), Clock(), 0
-        clock.start()
-        for _, y in loader:
-            n += len(y)
-        wall, cpu = clock.read()
-        rows.append({"model": "cifar10-loader", "setting": "augment" if split == "train" else "plain", "loop": split,
-                     "batch": 128, "threads": args.vgg_threads, "images": n, "wall_s": wall, "cpu_s": cpu,
-                     "img_s": n / wall, "load": load()})
-        print(f"cifar10 loader {split:10s} {n / wall:9.0f} img/s ({n} images in {wall:.2f} s)", flush=True)
+    for threads in sorted({1, args.vgg_threads}):
+        torch.set_num_threads(threads)
+        for split in ("train", "train_eval"):  # augmented / not
+            loader, clock, n = dm.loader(split, 128, shuffle=True), Clock(), 0
+            clock.start()
+            for _, y in loader:
+                n += len(y)
+            wall, cpu = clock.read()
+            rows.append({"model": "cifar10-loader", "setting": "augment" if split == "train" else "plain",
+                         "loop": split, "batch": 128, "threads": threads, "images": n, "wall_s": wall, "cpu_s": cpu,
+                         "img_s": n / wall, "load": load()})
+            print(f"cifar10 loader {split:10s} {threads} thread(s) {n / wall:9.0f} img/s ({n} images in {wall:.2f} s "
+                  f"wall, {cpu:.2f} s cpu)", flush=True)
     return rows
 
 
@@ -228,9 +234,10 @@ def main() -> None:
     ap.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     ap.add_argument("--vgg-threads", type=int, default=2)
     ap.add_argument("--vgg-batch", type=int, default=128)
-    ap.add_argument("--vgg-warmup", type=int, default=2, help="untimed VGG steps per run")
-    ap.add_argument("--vgg-steps", type=int, default=8, help="timed VGG steps per run")
-    ap.add_argument("--vgg-batches-per-step", type=int, default=2)
+    ap.add_argument("--vgg-warmup", type=int, default=1, help="untimed VGG steps per run")
+    ap.add_argument("--vgg-steps", type=int, default=6, help="timed VGG steps per run")
+    ap.add_argument("--vgg-batches-per-step", type=int, default=1,
+                    help="trainer.batches_per_step for VGG (1 = Lightning's per-step overhead in full)")
     ap.add_argument("--lenet-threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved LeNet rounds (the minimum is reported)")
     ap.add_argument("--out", default=None)
