@@ -60,20 +60,36 @@ def load() -> list[float]:
 
 
 class Clock:
-    """Wall and process CPU time since ``start``."""
+    """Wall and process CPU time since ``start``, and laps ``(wall, cpu, images)`` between ``lap`` calls."""
 
     def start(self) -> None:
         self.w0, self.c0 = time.perf_counter(), time.process_time()
+        self.last, self.laps = (self.w0, self.c0), []
+
+    def lap(self, images: int) -> None:
+        now = time.perf_counter(), time.process_time()
+        self.laps.append((now[0] - self.last[0], now[1] - self.last[1], images))
+        self.last = now
 
     def read(self) -> tuple[float, float]:
         return time.perf_counter() - self.w0, time.process_time() - self.c0
+
+    def summary(self) -> dict[str, Any]:
+        """Totals plus the median lap (robust to other processes' bursts on a shared machine)."""
+        wall, cpu = self.read()
+        images = sum(n for _, _, n in self.laps)
+        laps = sorted(self.laps, key=lambda lap: lap[0])
+        med_w = laps[len(laps) // 2] if laps else (float("nan"), float("nan"), 0)
+        med_c = sorted(self.laps, key=lambda lap: lap[1])[len(laps) // 2] if laps else med_w
+        return {"wall_s": wall, "cpu_s": cpu, "images": images, "img_s": images / wall, "img_cpu_s": images / cpu,
+                "laps": len(laps), "img_s_median_lap": med_w[2] / med_w[0], "img_cpu_s_median_lap": med_c[2] / med_c[1]}
 
 
 class BatchTimer(pl.Callback):
     """Starts a :class:`Clock` after ``warmup`` mini-batches and stops it after the last training batch."""
 
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.seen, self.clock, self.timed_images, self.result = warmup, 0, Clock(), 0, (0.0, 0.0)
+        self.warmup, self.seen, self.clock = warmup, 0, Clock()
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if self.warmup == 0:
@@ -83,8 +99,7 @@ class BatchTimer(pl.Callback):
         group = batch if isinstance(batch, MiniBatches) else [batch]
         before, self.seen = self.seen, self.seen + len(group)
         if before >= self.warmup:
-            self.timed_images += sum(len(y) for _, y in group)
-            self.result = self.clock.read()
+            self.clock.lap(sum(len(y) for _, y in group))
         elif self.seen >= self.warmup:
             self.clock.start()
 
@@ -101,9 +116,7 @@ def lightning_run(cfg, dm, model0, warmup: int, batch_size: int) -> dict[str, An
         clock.start()
         fit_module(ctx, module, dm.loader("train", batch_size), dm.loader("val"), "bench", 1, callbacks=[timer])
         total_wall, _ = clock.read()
-    wall, cpu = timer.result
-    return {"wall_s": wall, "cpu_s": cpu, "images": timer.timed_images, "img_s": timer.timed_images / wall,
-            "fit_total_wall_s": total_wall}
+    return {**timer.clock.summary(), "fit_total_wall_s": total_wall}
 
 
 def bare_run(cfg, dm, model0, warmup: int, batch_size: int, bf16: bool, channels_last: bool) -> dict[str, Any]:
@@ -114,7 +127,7 @@ def bare_run(cfg, dm, model0, warmup: int, batch_size: int, bf16: bool, channels
     model.train()
     opt = instantiate(cfg.optimizer)(model.parameters())
     perm = torch.randperm(len(ds.y), generator=torch.Generator().manual_seed(int(cfg.seed)))
-    clock, images = Clock(), 0
+    clock = Clock()
     if warmup == 0:
         clock.start()
     for step, i in enumerate(range(0, len(perm), batch_size)):
@@ -130,9 +143,8 @@ def bare_run(cfg, dm, model0, warmup: int, batch_size: int, bf16: bool, channels
         if step + 1 == warmup:
             clock.start()
         elif step + 1 > warmup:
-            images += len(y)
-    wall, cpu = clock.read()
-    return {"wall_s": wall, "cpu_s": cpu, "images": images, "img_s": images / wall, "final_loss": float(loss)}
+            clock.lap(len(y))
+    return {**clock.summary(), "final_loss": float(loss)}
 
 
 def bench_vgg(args) -> list[dict[str, Any]]:
@@ -163,14 +175,12 @@ def bench_vgg(args) -> list[dict[str, Any]]:
         for loop in ("bare", "lightning"):
             rows.append({"model": "vgg19", "setting": name, "loop": loop, "batch": bs, "threads": args.vgg_threads,
                          "batches_per_step": args.vgg_batches_per_step if loop == "lightning" else None, **res[loop]})
-        for r in res.values():
-            r["img_cpu_s"] = r["images"] / r["cpu_s"]
-        ratio = res["lightning"]["img_s"] / res["bare"]["img_s"]
-        ratio_cpu = res["lightning"]["img_cpu_s"] / res["bare"]["img_cpu_s"]
+        med = {k: (r["img_s_median_lap"], r["img_cpu_s_median_lap"]) for k, r in res.items()}
+        ratio, ratio_cpu = (med["lightning"][i] / med["bare"][i] for i in (0, 1))
         rows[-1].update(lightning_over_bare=ratio, lightning_over_bare_cpu=ratio_cpu)
-        print(f"vgg19 {name:8s} img/s (wall): bare {res['bare']['img_s']:6.1f} lightning {res['lightning']['img_s']:6.1f}"
-              f" ({ratio:.3f}x) | img per cpu-s: bare {res['bare']['img_cpu_s']:6.1f} lightning "
-              f"{res['lightning']['img_cpu_s']:6.1f} ({ratio_cpu:.3f}x) | load {res['lightning']['load'][0]}", flush=True)
+        print(f"vgg19 {name:8s} img/s (median step, wall): bare {med['bare'][0]:6.1f} lightning {med['lightning'][0]:6.1f}"
+              f" ({ratio:.3f}x) | img per cpu-s: bare {med['bare'][1]:6.1f} lightning {med['lightning'][1]:6.1f} "
+              f"({ratio_cpu:.3f}x) | load {res['lightning']['load'][0]}", flush=True)
     return rows
 
 
