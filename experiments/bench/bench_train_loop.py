@@ -7,6 +7,7 @@
   optimizer, precision, memory format and data (the same tensors and batched augmentation).
 * LeNet-300-100 on MNIST tensors (batch 64, 1 thread): one training epoch, bare vs Lightning with the
   configured ``trainer.batches_per_step`` and with 1, interleaved over ``--rounds`` rounds.
+* LeNet-5 on MNIST (batch 64, 1 thread), bare loop only: the same four settings (a small CNN).
 * The CIFAR-10 training loader alone (batched random crop + flip), images/s.
 
 Timings are wall clock (``time.perf_counter``) and process CPU time; both are recorded, with the load
@@ -217,6 +218,26 @@ def bench_lenet(args) -> list[dict[str, Any]]:
     return rows
 
 
+def bench_lenet5(args) -> list[dict[str, Any]]:
+    """LeNet-5 (a small CNN) in the bare loop: the four settings, ``--lenet5-steps`` steps after 10 warm-up."""
+    torch.set_num_threads(args.lenet_threads)
+    steps = 10 + args.lenet5_steps
+    cfg = compose_cfg("dataset=mnist", "model=lenet5", "optimizer=sgd", f"dataset.train_subset={steps * 64}")
+    dm = instantiate(cfg.dataset)
+    dm.setup()
+    torch.manual_seed(0)
+    model0 = instantiate(cfg.model)
+    rows = []
+    for name in args.settings:
+        precision, cl = SETTINGS[name]
+        r = bare_run(cfg, dm, model0, 10, 64, precision == "bf16-mixed", cl)
+        rows.append({"model": "lenet5", "setting": name, "loop": "bare", "batch": 64, "threads": args.lenet_threads,
+                     "load": load(), **r})
+        print(f"lenet5 {name:8s} bare: {r['cpu_s']:.2f} s cpu for {args.lenet5_steps} steps "
+              f"({r['img_cpu_s_median_lap']:.0f} img per cpu-s, median step)", flush=True)
+    return rows
+
+
 def bench_loader(args) -> list[dict[str, Any]]:
     cfg = compose_cfg("dataset=cifar10")
     dm = instantiate(cfg.dataset)
@@ -240,7 +261,8 @@ def bench_loader(args) -> list[dict[str, Any]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=["vgg19", "lenet", "loader"], nargs="+", default=["loader", "lenet", "vgg19"])
+    ap.add_argument("--only", choices=["vgg19", "lenet", "lenet5", "loader"], nargs="+",
+                    default=["loader", "lenet", "lenet5", "vgg19"])
     ap.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     ap.add_argument("--vgg-threads", type=int, default=2)
     ap.add_argument("--vgg-batch", type=int, default=128)
@@ -249,6 +271,7 @@ def main() -> None:
     ap.add_argument("--vgg-batches-per-step", type=int, default=1,
                     help="trainer.batches_per_step for VGG (1 = Lightning's per-step overhead in full)")
     ap.add_argument("--lenet-threads", type=int, default=1)
+    ap.add_argument("--lenet5-steps", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved LeNet rounds (the minimum is reported)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -260,7 +283,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(), "load_start": load(), "args": vars(args), "rows": [],
     }
     t0 = time.perf_counter()
-    sections = {"loader": bench_loader, "lenet": bench_lenet, "vgg19": bench_vgg}
+    sections = {"loader": bench_loader, "lenet": bench_lenet, "lenet5": bench_lenet5, "vgg19": bench_vgg}
     for name in args.only:
         record["rows"] += sections[name](args)
     record["load_end"], record["wall_s"] = load(), time.perf_counter() - t0
