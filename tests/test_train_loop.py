@@ -128,3 +128,17 @@ def test_random_crop_flip_matches_a_per_sample_reference():
     for pad in (0, 1, 4):
         got = random_crop_flip(x, torch.Generator().manual_seed(pad), pad=pad)
         assert torch.equal(got, _crop_flip_reference(x, torch.Generator().manual_seed(pad), pad))
+
+
+def test_matching_module_switches_student_and_parent_layout():
+    from coresetlab.lit import MatchingModule
+    from coresetlab.models.vgg import VGG
+
+    small, parent = VGG(cfg=[8, "M", 8, "M", 8, "M", 8, "M", 8]), VGG(cfg=[16, "M", 16, "M", 16, "M", 16, "M", 16])
+    module = MatchingModule(small, parent, lambda p: torch.optim.SGD(p, lr=0.1), channels_last=True)
+    assert module.channels_last and uses_channels_last(small) and uses_channels_last(parent)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    loss = module._loss(x, y)
+    assert torch.isfinite(loss) and loss.requires_grad
+    module.set_channels_last(False)
+    assert not uses_channels_last(small) and not uses_channels_last(parent)

@@ -4,10 +4,10 @@ Both train with Lightning's *manual optimization*: ``training_step`` runs forwar
 optimizer step itself (through ``self.optimizers()`` and ``self.manual_backward``, so mixed precision and
 its grad scaler still apply). That removes most of Lightning's per-step machinery (closures, per-step
 hooks, per-step ``self.log``), which dominated small models: a LeNet-300-100 epoch took 1.5x a bare
-PyTorch loop (``experiments/bench/bench_train_loop.py``). A training "batch" may also be a *list* of
-mini-batches (:class:`MiniBatches`, made by :class:`coresetlab.lit.training.BatchChunks`): each mini-batch gets its own optimizer
-step, so the arithmetic is exactly that of one Lightning step per mini-batch, with the per-step overhead
-paid once per list. The training loss is accumulated in a tensor and logged once per epoch.
+PyTorch loop (``experiments/bench/bench_train_loop.py``). A training "batch" may also be a list of
+mini-batches (:class:`MiniBatches`, made by :class:`coresetlab.lit.training.BatchChunks` from
+``trainer.batches_per_step``): each mini-batch gets its own optimizer step, so the arithmetic is exactly
+that of one Lightning step per mini-batch, with the per-step overhead paid once per list. The training loss is accumulated in a tensor and logged once per epoch.
 
 On one device without a gradient scaler (``32-true``, ``bf16-mixed`` on CPU) and when neither a callback
 nor the module overrides ``on_before_backward``, ``on_after_backward`` or ``on_before_optimizer_step``,
@@ -43,6 +43,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 class MiniBatches(list):
     """A list of ``(x, y)`` mini-batches handed to one ``training_step``; each gets its own optimizer step."""
+
 
 #: Per-step hooks that the plain (fast) step path skips; it is used only when nobody overrides them.
 STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
