@@ -12,11 +12,13 @@ PROFILE_ORDER = ["paper", "fast", "smoke"]
 
 
 def fmt_value(x: Any, fmt: str = "float") -> str:
-    """Format one number: ``pct`` (fraction shown as %), ``int``, ``sci`` or ``float``."""
+    """Format one number: ``pct`` (fraction shown as %), ``pct3`` (% with 3 decimals), ``int``, ``sci`` or ``float``."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     if fmt == "pct":
         return f"{100 * x:.2f} %"
+    if fmt == "pct3":
+        return f"{100 * x:.3f} %"
     if fmt == "int":
         return f"{int(round(x)):,}"
     if fmt == "sci":
@@ -77,10 +79,14 @@ def runs_table(spec: dict[str, Any], runs: pd.DataFrame, profile: str) -> pd.Dat
 
 
 def _fmt_of(spec: dict[str, Any], metric: str) -> str:
+    """Format of a quoted value: the ``fmt`` of that metric in ``rows``, else a quoted row's ``fmt: {metric: …}``."""
     for row in spec.get("rows", []):
         m = (row.get("metrics") or {}).get(metric)
         if m and "fmt" in m:
             return m["fmt"]
+    for q in spec.get("quoted", []):
+        if metric in (q.get("fmt") or {}):
+            return q["fmt"][metric]
     return "float"
 
 
