@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from coresetlab.report.collect import canonical_methods
-from coresetlab.report.tables import fmt_value, mean_std, select
+from coresetlab.report.tables import fmt_delta, fmt_value, mean_std, select
 from coresetlab.report.variants import eligible, reference_label
 
 BEGIN, END = "<!-- status:begin -->", "<!-- status:end -->"
@@ -71,10 +71,6 @@ def _newest(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return df[df["config_id"] == cid], f" [newest of {df['config_id'].nunique(dropna=False)} configs: {cid}]"
 
 
-def _delta_text(d: float, fmt: str) -> str:
-    return f"{100 * d:+.2f} pt" if fmt == "pct" else f"{d:+.4g}"
-
-
 def _table_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame) -> Check:
     spec = next(t for t in m["tables"] if t["name"] == chk["table"])
     row = next(r for r in spec.get("rows", []) if r["label"] == chk["row"])
@@ -89,9 +85,9 @@ def _table_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame) -> 
                      f"{metric}: no eligible runs")
     d = mean - paper
     passed = abs(d) <= tol + 1e-12
-    summary = (f"{metric} {fmt_value(mean, fmt)} vs {fmt_value(paper, fmt)} (Δ {_delta_text(d, fmt)}, "
-               f"tol ±{_delta_text(tol, fmt).lstrip('+')}, n = {n}){note}")
-    return Check(name, passed, summary, f"{metric} {_delta_text(d, fmt)}", sel)
+    summary = (f"{metric} {fmt_value(mean, fmt)} vs {fmt_value(paper, fmt)} (Δ {fmt_delta(d, fmt)}, "
+               f"tol ±{fmt_delta(tol, fmt).lstrip('+')}, n = {n}){note}")
+    return Check(name, passed, summary, f"{metric} {fmt_delta(d, fmt)}", sel)
 
 
 def _order_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame) -> Check:
@@ -165,6 +161,8 @@ def artefact_status(m: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame
 
 def status_line(s: Status) -> str:
     """The line above an artefact's section of REPRODUCTION.md."""
+    if not s.n_seeds and not s.checks:
+        return f"**Status: {s.status}**"
     checks = "".join(f"\n  - {'✓' if c.passed else '✗'} {c.name}: {c.summary}" for c in s.checks)
     return f"**Status: {s.status}** — n seeds {s.n_seeds}; source: {s.source}{checks}"
 

@@ -115,12 +115,10 @@ def set_title(ax, text: str, fontsize: float = 9) -> None:
 def finish(fig, title: str, fontsize: float = 9, footer: str | None = None) -> None:
     """Figure title wrapped to the figure's width, a small footer, and a layout that leaves room for both."""
     width, height = fig.get_figwidth(), fig.get_figheight()
-    text = wrap(title, width * 0.95, fontsize)
-    fig.suptitle(text, fontsize=fontsize)
-    top = 1 - (text.count("\n") + 1) * fontsize * 1.35 / (72 * height) - 0.01
+    fig.suptitle(wrap(title, width * 0.95, fontsize), fontsize=fontsize)  # tight_layout makes room for it
     bottom = 0.0
     if footer:
         foot = wrap(footer, width * 0.95, 7)
         fig.text(0.5, 0.005, foot, ha="center", va="bottom", fontsize=7, color="0.35")
         bottom = (foot.count("\n") + 1) * 7 * 1.35 / (72 * height) + 0.005
-    fig.tight_layout(rect=(0, bottom, 1, top))
+    fig.tight_layout(rect=(0, bottom, 1, 1))

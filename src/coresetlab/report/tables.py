@@ -30,6 +30,11 @@ def fmt_value(x: Any, fmt: str = "float") -> str:
     return f"{x:.4g}"
 
 
+def fmt_delta(d: float, fmt: str = "float") -> str:
+    """A signed difference; for fractions shown as % it is in percentage points (``-0.21 pt``)."""
+    return f"{100 * d:+.2f} pt" if fmt == "pct" else f"{'+' if d > 0 else ''}{fmt_value(d, fmt)}"
+
+
 def mean_std(values: pd.Series) -> tuple[float, float, int]:
     v = pd.to_numeric(values, errors="coerce").dropna()
     if v.empty:
@@ -113,7 +118,7 @@ def runs_table_markdown(t: pd.DataFrame) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in t.itertuples():
         ours = fmt_mean_std(r.mean, r.std, r.n, r.fmt)
-        delta = "–" if (isinstance(r.delta, float) and math.isnan(r.delta)) else fmt_value(r.delta, r.fmt)
+        delta = "–" if (isinstance(r.delta, float) and math.isnan(r.delta)) else fmt_delta(r.delta, r.fmt)
         lines.append(f"| {r.row} | {r.metric} | {ours} | {r.n} | {r.recipe} | "
                      f"{fmt_value(r.paper, r.fmt) if r.paper is not None else '–'} | {delta} | {r.source} |")
     return "\n".join(lines)
