@@ -194,7 +194,7 @@ def test_reference_rows_are_labelled_and_outputs_win(configs, tmp_path):
     _run(ref / "lenet_autocl", configs, "s0", acc=0.981, curve=GOOD)
     _run(ref / "lenet_autocl", configs, "s1", seed=1, acc=0.979, curve=GOOD)
     md = build_report([outs], tmp_path / "rep", _manifests(tmp_path), reference=[ref]).read_text()
-    assert "| Learned | test_acc | 98.00 % ± 0.14 % | 2 | paper | 98.00 % | +0.00 pt | reference runs (abcdef1, 2025-01-02) |" in md
+    assert "| Learned | test_acc | 98.00 % ± 0.14 % | 2 | paper | 98.00 % | 0.00 pt | reference runs (abcdef1, 2025-01-02) |" in md
     assert "| `test/art` (lenet_autocl) | reproduced |" in md
     # the same run (run_id) in outputs/ replaces its reference copy
     _run(outs, configs, "s1", seed=1, acc=0.960, curve=GOOD, sha="1234567aaaa", finished="2025-02-01T00:00:00")

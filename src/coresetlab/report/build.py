@@ -143,8 +143,8 @@ def build_artefact(m: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame,
                    f"wall time per run: {ok['wall_time_s'].mean():.0f} s (mean); source: {source_label(ok)}", ""]
             recipes = sorted(set(ok["recipe"].dropna())) if "recipe" in ok.columns else []
             if any(r != profile for r in recipes):
-                md += ["Recipe(s): " + "; ".join(f"`{r}`" for r in recipes) + " — a modified recipe is not a "
-                       "reproduction of the paper and never counts for the status.", ""]
+                md += ["Recipe(s): " + "; ".join(f"`{r}`" for r in recipes) + " — only the manifest's own "
+                       "recipe (plain `paper`) is a reproduction and counts for the status.", ""]
             splits = recipe_splits(ok)
             if splits:
                 md += ["Runs of different recipes (shown separately):", "", *splits, ""]
@@ -222,7 +222,8 @@ def build_report(run_paths: list[Path], out: Path, manifest_dir: Path | None = N
     _csv(runs, out / "runs.csv")
     if not records.empty:
         _csv(records, out / "records.csv")
-    sources = ", ".join([f"`{p}`" for p in run_paths] + [f"reference records `{p}`" for p in reference]) or "none"
+    sources = ", ".join([f"`{_shown(p)}`" for p in run_paths]
+                        + [f"reference records `{_shown(p)}`" for p in reference]) or "none"
     statuses = {m["id"]: artefact_status(m, runs, records) for m in manifests}
     status_md = status_markdown(list(statuses.values()), sources)
     (out / "status.md").write_text("# Reproduction status\n\n" + status_md)
@@ -255,6 +256,16 @@ def build_report(run_paths: list[Path], out: Path, manifest_dir: Path | None = N
     path = out / "REPRODUCTION.md"
     path.write_text("\n".join(md) + "\n")
     return path
+
+
+def _shown(p: Path) -> str:
+    """``p`` relative to the repository when inside it (``results``, ``outputs``), else as given."""
+    from coresetlab.paths import repo_root
+
+    try:
+        return str(Path(p).resolve().relative_to(repo_root().resolve()))
+    except ValueError:
+        return str(p)
 
 
 def _csv(df: pd.DataFrame, path: Path) -> None:

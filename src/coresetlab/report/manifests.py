@@ -68,8 +68,9 @@ def check_problem(m: dict[str, Any], chk: Any) -> str | None:
     spec = specs.get(chk["figure"])
     if spec is None:
         return f"no figure or table named {chk['figure']!r} (have {sorted(specs)})"
-    if not (chk.get("index") or spec.get("x")):
-        return "missing 'index' (the x column)"
+    x = chk.get("index") or spec.get("x") or spec.get("index")
+    if not x or (isinstance(x, list) and len(x) != 1):
+        return "missing 'index' (one x column)"
     if not isinstance(chk.get("order"), list) or len(chk["order"]) < 2:
         return "'order' must list at least two hue values, best first"
     if chk.get("better", "higher") not in ("higher", "lower"):

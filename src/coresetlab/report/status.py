@@ -95,7 +95,9 @@ def _order_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame, rec
     data = records if spec.get("source", "records") == "records" else runs
     data = select(select(data, spec.get("where")), chk.get("where"))
     metric, order = chk["metric"], [str(o) for o in chk["order"]]
-    x, hue = chk.get("index", spec.get("x")), chk.get("hue", spec.get("hue", "method"))
+    x = chk.get("index") or spec.get("x") or spec.get("index")
+    x = x[0] if isinstance(x, list) and len(x) == 1 else x
+    hue = chk.get("hue") or spec.get("hue") or spec.get("columns") or "method"
     higher = chk.get("better", "higher") == "higher"
     need = float(chk.get("min_fraction", 1.0))
     rel = " > " if higher else " < "

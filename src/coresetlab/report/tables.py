@@ -32,7 +32,9 @@ def fmt_value(x: Any, fmt: str = "float") -> str:
 
 def fmt_delta(d: float, fmt: str = "float") -> str:
     """A signed difference; for fractions shown as % it is in percentage points (``-0.21 pt``)."""
-    return f"{100 * d:+.2f} pt" if fmt == "pct" else f"{'+' if d > 0 else ''}{fmt_value(d, fmt)}"
+    if fmt == "pct":
+        return f"{100 * d:+.2f} pt" if round(100 * d, 2) else "0.00 pt"  # never "-0.00"
+    return f"{'+' if d > 0 else ''}{fmt_value(d, fmt)}"
 
 
 def mean_std(values: pd.Series) -> tuple[float, float, int]:
