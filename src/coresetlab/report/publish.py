@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{verb}: {p}")
     for s in res.skipped:
         print(f"skipped: {s}")
-    print(f"== {len(res.copied)} {args.profile} run(s) {verb}, {len(res.unchanged)} unchanged, {len(res.skipped)} "
-          f"skipped, {res.other_profile} of other profiles left out -> {dest}")
+    print(f"== {verb} {len(res.copied)} {args.profile} run(s) to {dest}; {len(res.unchanged)} unchanged, "
+          f"{len(res.skipped)} skipped, {res.other_profile} of other profiles left out")
     if res.copied and not args.dry_run:
         print(f"next: git add {dest} && git commit; python -m coresetlab.report --readme")
     return 0
