@@ -3,6 +3,8 @@
 Schema (``schema: 1``): experiment, artefact, method, model, dataset, profile, seed, status
 (``ok``/``failed``), error, metrics {name: float}, params_before, params_after, compression (fraction of
 parameters removed), wall_time_s, stage_times_s, started_at, finished_at, git_sha, versions, run_dir,
+run_id, config_id, overrides (Hydra's command-line task overrides; null when not run through Hydra),
+recipe_overrides (those of them that change the recipe, see :func:`coresetlab.resolvers.is_recipe_override`),
 and optionally ``table`` -- a list of flat rows (long format) for runs that sweep a grid internally
 (e.g. error vs coreset size), read by the aggregator as records joined with the run's columns.
 """
@@ -92,6 +94,14 @@ def read_results(run_dir: Path) -> dict[str, Any] | None:
         return None
     with open(p) as f:
         return json.load(f)
+
+
+def overrides_record() -> dict[str, list[str] | None]:
+    """``overrides`` (Hydra's task overrides of this run) and ``recipe_overrides`` (those changing the recipe)."""
+    from coresetlab.resolvers import recipe_overrides, task_overrides
+
+    overrides = task_overrides()
+    return {"overrides": overrides, "recipe_overrides": recipe_overrides(overrides)}
 
 
 def compression_ratio(params_before: int | None, params_after: int | None) -> float | None:

@@ -111,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"== {len(todo)} runs in {(time.perf_counter() - t_all) / 60:.1f} min, {failed} failed")
     from coresetlab.report.build import build_report
 
-    report = build_report([paths.output_root()], paths.output_root() / "report", owned=True)
+    report = build_report([paths.output_root()], paths.output_root() / "report", owned=True,
+                          reference=[paths.repo_root() / "results"])
     print(f"report: {report}")
+    print(f"status: {report.parent / 'status.md'}")
     return 1 if failed else 0
 
 

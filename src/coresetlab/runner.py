@@ -169,7 +169,7 @@ def execute(cfg: DictConfig, out_dir: Path | None = None) -> tuple[int, dict[str
     )
     base = {
         "schema": records.SCHEMA_VERSION, **_identity(cfg), "run_id": rid, "config_id": config_id(cfg),
-        "run_dir": str(out_dir),
+        "run_dir": str(out_dir), **records.overrides_record(),
         "started_at": started, "git_sha": records.git_sha(), "versions": records.versions(),
     }
     log.info("run %s (profile %s, seed %s) -> %s", cfg.experiment, cfg.profile.name, cfg.seed, out_dir)
