@@ -126,3 +126,14 @@ def test_report_renders_tables_1_and_3_with_the_figures(smoke_runs, tmp_path):
     figs = {p.name for p in (tmp_path / "report" / "figures").iterdir()}
     assert {"autocl_table3_acc_vs_cost_smoke.png", "autocl_table1_widths_smoke.png"} <= figs
     assert "autocl/table1" not in text.split("Artefacts with no runs yet:")[-1].split("\n")[0]
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (("+experiment=vgg19_slimming", "coreset_method.percent=1.5"), "percent"),
+    (("+experiment=vgg19_autocl", "task.match.scheduler.kind=cosine"), "kind"),
+    (("+experiment=vgg19_autocl", "task.measure.reps=[1]"), "task.measure"),
+])
+def test_bad_settings_stop_before_any_training(run_cli, overrides, needle):
+    proc, run_dir = run_cli(*overrides, "profile=smoke", expect=2)
+    assert "error:" in proc.stderr and needle in proc.stderr
+    assert not (run_dir / "results.json").exists() and "stage parent" not in (proc.stdout + proc.stderr)

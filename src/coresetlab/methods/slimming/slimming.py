@@ -112,6 +112,16 @@ class NetworkSlimming:
     min_channels: int = 1
     name: str = "network_slimming"
 
+    def validate(self) -> NetworkSlimming:
+        """Raise :class:`ConfigError` on an impossible setting (call before any training)."""
+        if not 0.0 <= float(self.percent) < 1.0:
+            raise ConfigError(f"coreset_method.percent must be in [0, 1), got {self.percent}")
+        if int(self.min_channels) < 1:
+            raise ConfigError(f"coreset_method.min_channels must be >= 1, got {self.min_channels}")
+        if float(self.s) < 0:
+            raise ConfigError(f"coreset_method.s (the L1 weight) must be >= 0, got {self.s}")
+        return self
+
     def prune(self, model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
         """The slimmed copy of a sparsity-trained ``model`` and the pruning info (:func:`slim_chain`)."""
         return slim_chain(model, self.percent, self.min_channels)

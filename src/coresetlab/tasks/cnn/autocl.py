@@ -36,11 +36,13 @@ from coresetlab.tasks.cnn.common import (
     setup_data,
     shared_parent,
     train_phase,
+    validate_task,
 )
 
 
 def run(cfg: DictConfig, ctx) -> dict[str, Any]:
     t = cfg.task
+    validate_task(t, ("match", "finetune"))
     with ctx.stage("data"):
         dm = setup_data(cfg)
     with ctx.stage("parent"):

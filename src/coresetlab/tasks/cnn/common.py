@@ -42,6 +42,22 @@ def with_steps_per_epoch(phase_cfg: DictConfig, n_train: int) -> DictConfig:
     return out
 
 
+def validate_task(t: DictConfig, phases: tuple[str, ...]) -> None:
+    """Check the measurement and the phases' schedules before any training (a typo must not cost a parent)."""
+    from coresetlab.lit.schedules import KINDS
+
+    m = t.measure
+    if not len(m.batches) == len(m.warmup) == len(m.reps):
+        raise ConfigError("task.measure: batches, warmup and reps must have the same length")
+    for name in ("parent", *phases):
+        sch = t[name].get("scheduler")
+        if sch and str(sch.get("_target_", "")).endswith("StepwiseLR"):
+            if sch.kind not in KINDS:
+                raise ConfigError(f"task.{name}.scheduler.kind: unknown {sch.kind!r}; choose one of {', '.join(KINDS)}")
+            if any(not 0.0 <= float(f) <= 1.0 for f in sch.get("milestones", [])):
+                raise ConfigError(f"task.{name}.scheduler.milestones are fractions of the epochs in [0, 1]")
+
+
 def setup_data(cfg: DictConfig):
     dm = instantiate(cfg.dataset)
     dm.setup()
@@ -96,8 +112,6 @@ def cost(model: nn.Module, dm, measure_cfg: DictConfig) -> dict[str, Any]:
     """Parameters, FLOPs (one input) and CPU latency per ``measure_cfg`` (batches, warmup, reps)."""
     batches = [int(b) for b in measure_cfg.batches]
     warm, reps = list(measure_cfg.warmup), list(measure_cfg.reps)
-    if not len(batches) == len(warm) == len(reps):
-        raise ConfigError("task.measure: batches, warmup and reps must have the same length")
     model = model.cpu()
     shape = tuple(measure_cfg.get("input_shape") or dm.input_shape)
     return network_cost(model, shape, {b: (w, r) for b, w, r in zip(batches, warm, reps)})

@@ -35,12 +35,14 @@ from coresetlab.tasks.cnn.common import (
     setup_data,
     shared_parent,
     train_phase,
+    validate_task,
 )
 
 
 def run(cfg: DictConfig, ctx) -> dict[str, Any]:
     t = cfg.task
-    method = instantiate(cfg.coreset_method)
+    validate_task(t, ("sparsity", "finetune"))
+    method = instantiate(cfg.coreset_method).validate()
     with ctx.stage("data"):
         dm = setup_data(cfg)
     with ctx.stage("parent"):
