@@ -120,8 +120,9 @@ def build_artefact(m: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame,
         md.append(f"> {note}")
     if m["notes"]:
         md.append("")
-    mine = select(runs, {"artefact": m["id"]}) if not runs.empty else runs
-    recs = select(records, {"artefact": m["id"]}) if not records.empty else records
+    ids = m.get("artefacts") or [m["id"]]  # a manifest may read the runs of other artefacts (AutoCL Table 1)
+    mine = select(runs, {"artefact": ids}) if not runs.empty else runs
+    recs = select(records, {"artefact": ids}) if not records.empty else records
     if mine.empty:
         md += ["_No runs found for this artefact._", ""]
         # still show quoted paper values so the reader knows what is to be reproduced
@@ -248,7 +249,8 @@ def build_report(run_paths: list[Path], out: Path, manifest_dir: Path | None = N
         unknown = sorted(set(runs["artefact"].dropna()) - known)
         if unknown:
             md += ["Runs whose artefact has no manifest: " + ", ".join(unknown), ""]
-    missing = [m["id"] for m in manifests if runs.empty or m["id"] not in set(runs["artefact"].dropna())]
+    missing = [m["id"] for m in manifests
+               if runs.empty or not set(m.get("artefacts") or [m["id"]]) & set(runs["artefact"].dropna())]
     if missing:
         md += ["Artefacts with no runs yet: " + ", ".join(missing), ""]
     for m in manifests:
