@@ -190,7 +190,7 @@ class DubeyMethod:
         c, what = self.curve, "coreset_method.dc_curve"
         if not c.schedules or not c.keep_scales:
             raise ConfigError(f"{what}: schedules and keep_scales must be non-empty lists")
-        for name in c.schedules:
+        for name in c.schedules if c.variants else ():  # no curve: schedules are not used
             self.schedule(name)
         if any(float(k) <= 0 for k in c.keep_scales):
             raise ConfigError(f"{what}.keep_scales must be > 0, got {list(c.keep_scales)}")

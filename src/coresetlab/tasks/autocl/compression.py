@@ -44,6 +44,11 @@ def _scheduler(phase_cfg: DictConfig):
 RECIPES = ("code", "text")
 
 
+def _numbers(factory) -> dict[str, float]:
+    """The numeric settings (lr, weight_decay, ...) of an optimizer factory (a ``functools.partial``)."""
+    return {k: v for k, v in getattr(factory, "keywords", {}).items() if isinstance(v, int | float)}
+
+
 def _recipe(t: DictConfig) -> str:
     recipe = t.get("recipe", "code")
     if recipe not in RECIPES:
@@ -68,10 +73,12 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
         small = method.build(parent, dm, seed=ctx.seed)
 
     fits: dict[str, Any] = {}
+    optimizers: dict[str, dict[str, float]] = {}  # the phases' optimizer settings (lr, weight_decay), recorded
     if int(t.match.epochs) > 0:
         with ctx.stage("match"):
             # text: §4.2.1's single phase "with L2 regularization" (Adam's coupled weight decay)
             opt = instantiate(t.match.optimizer, **({"weight_decay": float(t.text.l2)} if recipe == "text" else {}))
+            optimizers["match"] = _numbers(opt)
             module = MatchingModule(small, parent, opt, _scheduler(t.match))
             fits["match"] = fit_module(
                 ctx, module, dm.loader("train", int(t.match.batch_size)), dm.loader("val"), phase="match",
@@ -80,7 +87,9 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
             )
     if recipe == "code" and int(t.finetune.epochs) > 0:
         with ctx.stage("finetune"):
-            module = ClassifierModule(small, instantiate(t.finetune.optimizer), _scheduler(t.finetune))
+            opt = instantiate(t.finetune.optimizer)
+            optimizers["finetune"] = _numbers(opt)
+            module = ClassifierModule(small, opt, _scheduler(t.finetune))
             fits["finetune"] = fit_module(
                 ctx, module, dm.loader("train", int(t.finetune.batch_size)), dm.loader("val"), phase="finetune",
                 epochs=int(t.finetune.epochs), monitor=t.finetune.get("monitor", "val_acc"),
@@ -120,5 +129,6 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
         "metrics": metrics,
         "params_before": count_params(parent),
         "params_after": count_params(small),
-        "extra": {"parent": {k: pinfo[k] for k in ("key", "dir", "cached", "fit")}, "fits": fits, "recipe": recipe},
+        "extra": {"parent": {k: pinfo[k] for k in ("key", "dir", "cached", "fit")}, "fits": fits, "recipe": recipe,
+                  "optimizers": optimizers},
     }
