@@ -31,7 +31,7 @@ def _panel(ax, data: pd.DataFrame, y: str, several_recipes: bool) -> None:
         cid, variant, schedule = key if several_recipes else (None, *key)
         s = g.groupby("keep_scale").agg(x=("factor", "mean"), xe=("factor", "std"), y=(y, "mean"), ye=(y, "std"))
         s = s.sort_values("x")
-        color, _ = STYLE.get(variant, (None, "-"))
+        color, _ = STYLE.get(variant, ("k", "-"))  # dc (Deep Compression of the parent): black
         label = f"{NAMES.get(variant, variant)}, {schedule} rates" + (f" [{str(cid)[:8]}]" if cid else "")
         ax.errorbar(s["x"], s["y"], xerr=s["xe"].fillna(0), yerr=s["ye"].fillna(0), color=color,
                     ls=SCHEDULE_LS.get(schedule, "-."), marker="o", ms=3.5, lw=1.4, capsize=2, label=label)
@@ -51,11 +51,11 @@ def dc_curve(manifest: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame
     for ax, y in zip(axes[0], ys):
         _panel(ax, data, y, several)
         if y == "test_err":
-            for p in spec.get("paper_points") or []:
+            for i, p in enumerate(spec.get("paper_points") or []):
                 ax.scatter([p["factor"]], [p["test_err"]], marker="x", color="k", s=40, zorder=6)
-                if p.get("label"):
-                    ax.annotate(p["label"], (p["factor"], p["test_err"]), fontsize=6, xytext=(3, 3),
-                                textcoords="offset points")
+                if p.get("label"):  # alternate above / below so that close points stay readable
+                    ax.annotate(p["label"], (p["factor"], p["test_err"]), fontsize=6,
+                                xytext=(3, 4 if i % 2 == 0 else -10), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("storage compression factor (parent file / compressed file)")
