@@ -55,6 +55,8 @@ class TrainerSchema:
     deterministic: Any = False  # bool or 'warn'
     enable_progress_bar: bool = True
     log_every_n_steps: int = 50
+    channels_last: bool = False  # ours (coresetlab.lit.training.SPEED_KEYS), not Trainer arguments
+    batches_per_step: int = 1
 
 
 SECTIONS: dict[str | None, type] = {

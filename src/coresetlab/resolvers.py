@@ -26,7 +26,10 @@ def _by_profile(choices: Any, *, _root_: Any) -> Any:
 
 # Keys that do not change what a run computes: left out of its identity.
 COSMETIC_TOP = frozenset({"hydra", "paths", "logger", "torch_threads", "force", "optimized_metric"})
-COSMETIC_TRAINER = frozenset({"enable_progress_bar", "enable_model_summary", "log_every_n_steps"})
+# channels_last / batches_per_step change speed only (batches_per_step is step-for-step identical; the
+# memory format, like the thread count, only changes floating-point summation order).
+COSMETIC_TRAINER = frozenset({"enable_progress_bar", "enable_model_summary", "log_every_n_steps", "channels_last",
+                              "batches_per_step"})
 
 
 def run_identity(cfg: DictConfig) -> dict[str, Any]:

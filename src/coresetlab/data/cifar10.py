@@ -70,18 +70,21 @@ def load_cifar10_arrays(root: Path, cache_dir: Path, download: bool = True):
 
 
 def random_crop_flip(x: torch.Tensor, gen: torch.Generator | None = None, pad: int = 4) -> torch.Tensor:
-    """Per-sample random crop (zero padding ``pad``) and horizontal flip of an NCHW batch."""
-    n, _, h, w = x.shape
+    """Per-sample random crop (zero padding ``pad``) and horizontal flip of an NCHW batch.
+
+    Two ``gather`` calls on the padded batch (rows, then flipped-or-not columns): no per-image Python.
+    Random draws, in order: row offsets, column offsets, flip flags (``gen`` or the global generator).
+    """
+    n, c, h, w = x.shape
     xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]  # n,1,h,1
-    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]  # n,1,1,w
     flip = torch.rand(n, generator=gen) < 0.5
-    cols = torch.where(flip[:, None, None, None], cols.flip(-1), cols)
-    bidx = torch.arange(n)[:, None, None, None]
-    cidx = torch.arange(x.shape[1])[None, :, None, None]
-    return xp[bidx, cidx, rows, cols]
+    rows = dy[:, None] + torch.arange(h)  # n,h
+    cols = dx[:, None] + torch.arange(w)  # n,w
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    out = xp.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * pad))
+    return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
 
 
 class CIFAR10DataModule(TensorDataModule):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,12 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
+
+from coresetlab.errors import ConfigError
+from coresetlab.lit.modules import MiniBatches, has_conv, to_memory_format, uses_channels_last
 
 log = logging.getLogger("coresetlab")
 
@@ -81,12 +86,63 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
+#: Keys of ``cfg.trainer`` that are ours, not ``pytorch_lightning.Trainer`` arguments (see conf/trainer/cpu.yaml).
+SPEED_KEYS = ("channels_last", "batches_per_step")
+
+
+def lightning_trainer_config(trainer_cfg: DictConfig) -> dict[str, Any]:
+    """``cfg.trainer`` without :data:`SPEED_KEYS`: the arguments of ``pytorch_lightning.Trainer``."""
+    cfg = OmegaConf.to_container(trainer_cfg, resolve=True)
+    return {k: v for k, v in cfg.items() if k not in SPEED_KEYS}
+
+
+def speed_options(trainer_cfg: DictConfig | None) -> tuple[bool, int]:
+    """``(channels_last, batches_per_step)`` from ``cfg.trainer`` (defaults: False, 1)."""
+    cfg = trainer_cfg if trainer_cfg is not None else {}
+    channels_last, k = cfg.get("channels_last", False), cfg.get("batches_per_step", 1)
+    if not isinstance(channels_last, bool):
+        raise ConfigError(f"trainer.channels_last must be true or false, got {channels_last!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"trainer.batches_per_step must be an integer >= 1, got {k!r}")
+    return channels_last, k
+
+
+class BatchChunks:
+    """Group consecutive batches of ``loader`` into :class:`~coresetlab.lit.modules.MiniBatches` of ``k``.
+
+    Each mini-batch still gets its own optimizer step (the modules of :mod:`coresetlab.lit.modules`
+    loop over the list), so training is step-for-step the same; Lightning's per-step overhead is paid
+    once per ``k`` mini-batches. The last group of an epoch may be shorter. A sized loader is read for
+    exactly ``len(loader)`` batches and never asked for one more, as Lightning does: asking would make a
+    seeded ``RandomSampler`` draw (and discard) another permutation and so shift the next epoch's order.
+    """
+
+    def __init__(self, loader: Iterable, k: int) -> None:
+        self.loader, self.k = loader, int(k)
+
+    def __len__(self) -> int:
+        return -(-len(self.loader) // self.k)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[MiniBatches]:
+        group = MiniBatches()
+        batches = iter(self.loader)
+        if hasattr(self.loader, "__len__"):
+            batches = itertools.islice(batches, len(self.loader))
+        for batch in batches:
+            group.append(batch)
+            if len(group) == self.k:
+                yield group
+                group = MiniBatches()
+        if group:
+            yield group
+
+
 def make_trainer(ctx, phase: str, epochs: int, callbacks: list[pl.Callback], ckpt_dir: Path | None) -> pl.Trainer:
     """The configured ``pytorch_lightning.Trainer`` (``cfg.trainer``) for one training phase."""
     if ckpt_dir is not None:
         callbacks = [*callbacks, LastCheckpoint(ckpt_dir)]
     return instantiate(
-        ctx.cfg.trainer,
+        lightning_trainer_config(ctx.cfg.trainer),
         max_epochs=int(epochs),
         callbacks=callbacks,
         logger=ctx.logger(phase),
@@ -112,14 +168,23 @@ def fit_module(
 
     With ``ckpt_dir`` a ``last.ckpt`` is written every epoch and an interrupted fit resumes from it.
     ``patience``: stop after that many validation epochs without a new best ``monitor`` (None = run all
-    epochs). ``callbacks`` are added to the trainer's. Returns ``{"epochs": run, "best_epoch": e,
+    epochs). ``callbacks`` are added to the trainer's. ``trainer.channels_last`` switches the module's
+    memory format (:meth:`~coresetlab.lit.modules._Base.set_channels_last`); ``trainer.batches_per_step``
+    hands that many mini-batches to each ``training_step`` (:class:`BatchChunks`). Returns ``{"epochs": run, "best_epoch": e,
     "best_<monitor>": score, "resumed_at_epoch": e or None}``.
     """
     best = BestState(monitor, mode)
     extra: list[pl.Callback] = [best, *callbacks]
     if patience is not None:
         extra.append(pl.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=int(patience)))
+    channels_last, per_step = speed_options(ctx.cfg.get("trainer"))
     trainer = make_trainer(ctx, phase, epochs, extra, ckpt_dir)
+    if hasattr(module, "set_channels_last"):
+        module.set_channels_last(channels_last)
+    if per_step > 1:
+        if trainer.world_size > 1:
+            raise ConfigError("trainer.batches_per_step > 1 is for single-process training; set it to 1 with ddp")
+        train_loader = BatchChunks(train_loader, per_step)
     ckpt_path, resumed_at = None, None
     if ckpt_dir is not None and (Path(ckpt_dir) / "last.ckpt").exists():
         ckpt_path = str(Path(ckpt_dir) / "last.ckpt")
@@ -137,14 +202,19 @@ def fit_module(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
-    """Mean cross entropy and accuracy of ``model`` over ``loader`` (eval mode, no grad)."""
+def evaluate(model: nn.Module, loader: DataLoader, channels_last: bool | None = None) -> dict[str, float]:
+    """Mean cross entropy and accuracy of ``model`` over ``loader`` (eval mode, no grad).
+
+    ``channels_last``: feed 4-D inputs channels-last; None follows the model (true when its conv weights
+    are stored channels-last, e.g. after a fit with ``trainer.channels_last=true``).
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    cl = uses_channels_last(model) if channels_last is None else channels_last and has_conv(model)
     loss_sum, correct, n = 0.0, 0, 0
     for x, y in loader:
-        x, y = x.to(device), y.to(device)
+        x, y = to_memory_format(x.to(device), cl), y.to(device)
         logits = model(x)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += int((logits.argmax(1) == y).sum())
