@@ -50,15 +50,15 @@ def parent_key(recipe: dict[str, Any]) -> str:
     return f"{name}-{hashlib.sha256(blob).hexdigest()[:12]}"
 
 
-def _check_finite(model: nn.Module, metrics: dict[str, Any], key: str, epoch: int) -> None:
+def _check_finite(model: nn.Module, metrics: dict[str, Any], what: str, epoch: int) -> None:
     """Raise :class:`TrainingDiverged` (phase ``parent``) for NaN/inf weights or val/test losses."""
     bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
-        raise TrainingDiverged("parent", epoch, f"parent {key} has non-finite weights ({', '.join(bad[:3])})")
+        raise TrainingDiverged("parent", epoch, f"{what} has non-finite weights ({', '.join(bad[:3])})")
     for name in ("val_loss", "test_loss"):
         v = metrics.get(name)
         if v is None or not math.isfinite(float(v)):
-            raise TrainingDiverged("parent", epoch, f"parent {key} has {name} {v}")
+            raise TrainingDiverged("parent", epoch, f"{what} has {name} {v}")
 
 
 @contextmanager
@@ -91,7 +91,7 @@ def get_parent(ctx, dm, model_cfg: DictConfig, train_cfg: DictConfig, dataset_cf
         if (folder / "model.pt").exists() and (folder / "meta.json").exists():
             model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
             meta = json.loads((folder / "meta.json").read_text())
-            _check_finite(model, meta, f"{key} (cached in {folder}; delete it to retrain)",
+            _check_finite(model, meta, f"the cached parent {folder} (delete that folder to retrain it)",
                           int((meta.get("fit") or {}).get("epochs", 0)))
             log.info("parent %s: reused from cache", key)
             return model, {**meta, "key": key, "dir": str(folder), "cached": True}
@@ -111,7 +111,7 @@ def get_parent(ctx, dm, model_cfg: DictConfig, train_cfg: DictConfig, dataset_cf
             "fit": fit, "val_acc": val["acc"], "val_loss": val["loss"], "test_acc": test["acc"],
             "test_loss": test["loss"], "recipe": recipe,
         }
-        _check_finite(model, meta, key, int(fit["epochs"]))  # a diverged parent is never cached
+        _check_finite(model, meta, f"parent {key}", int(fit["epochs"]))  # a diverged parent is never cached
         tmp = folder / "model.pt.tmp"
         torch.save(model.state_dict(), tmp)
         tmp.replace(folder / "model.pt")
