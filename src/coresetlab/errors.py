@@ -55,3 +55,18 @@ class RunInterrupted(BaseException):
         self.signame = signal.Signals(self.signum).name
         self.exit_code = 128 + self.signum  # the shell's convention: 143 for SIGTERM, 130 for SIGINT
         super().__init__(f"interrupted by {self.signame}")
+
+
+def unwrap(e: BaseException) -> BaseException:
+    """The error under Hydra's ``InstantiationException`` wrappers (``e`` itself if not wrapped)."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(e, InstantiationException) and e.__cause__ is not None:
+        e = e.__cause__
+    return e
+
+
+def user_error(e: BaseException) -> CoresetlabError | None:
+    """``e`` itself, or the :class:`CoresetlabError` a Hydra ``InstantiationException`` wraps; else None."""
+    inner = unwrap(e)
+    return inner if isinstance(inner, CoresetlabError) else None

@@ -40,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from coresetlab import records
 from coresetlab.config_schema import validate_config
-from coresetlab.errors import CoresetlabError, NonFiniteResult, RunFailure, RunInterrupted
+from coresetlab.errors import CoresetlabError, NonFiniteResult, RunFailure, RunInterrupted, user_error
 from coresetlab.interrupts import interruptible_call, resume_hint
 from coresetlab.resolvers import config_id, run_id
 
@@ -141,15 +141,6 @@ def _set_threads(cfg: DictConfig) -> None:
     jobs = _launcher_jobs()
     if jobs > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
-
-
-def user_error(e: BaseException) -> CoresetlabError | None:
-    """``e`` itself, or the :class:`CoresetlabError` a Hydra ``InstantiationException`` wraps; else None."""
-    from hydra.errors import InstantiationException
-
-    while isinstance(e, InstantiationException) and e.__cause__ is not None:
-        e = e.__cause__
-    return e if isinstance(e, CoresetlabError) else None
 
 
 @interruptible_call
