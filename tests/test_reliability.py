@@ -147,3 +147,32 @@ def test_multirun_with_a_diverging_job_finishes_the_others_and_the_report_lists_
     assert rep.returncode == 0, rep.stderr
     md = (tmp_path / "rep" / "REPRODUCTION.md").read_text()
     assert str(status["failed"]) in md and "diverged in phase 'parent'" in md
+
+
+@pytest.mark.parametrize("experiment,override,expected", [
+    ("lenet_neuron_coreset", "coreset_method.bound=bogus", "bound must be one of"),
+    ("lenet_neuron_coreset", "task.compression.order=sideways", "task.compression.order"),
+    ("lenet_neuron_coreset", "task.finetune.mode=up", "'min' or 'max'"),
+    ("lenet_neuron_coreset", "task.finetune.epochs=-1", "task.finetune.epochs"),
+    ("lenet_neuron_coreset", "dataset.batch_size=0", "dataset.batch_size"),
+    ("lenet_neuron_coreset", "model.activation=bogus", "model: unknown activation 'bogus'"),
+    ("lenet_neuron_coreset", "+optimizer.foo=1", "unexpected keyword argument 'foo'"),
+    ("lenet_neuron_coreset", "trainer.precision=bogus", "trainer: Precision 'bogus' is invalid"),
+    ("lenet_ablation", "task.rates=[0.5,1.0]", "task.rates"),
+    ("lenet_autocl", "scheduler=multistep", None),  # a valid option passes
+    ("activations", "task.methods.coreset.size_mode=bogus", "task.methods.coreset: size_mode"),
+    ("linreg_autocl", "task.baselines.uniform.bound=bogus", "unknown sensitivity bound 'bogus'"),
+    ("lenet5_dubey", "coreset_method.coreset.rank_search=bogus", "coreset_method.coreset.rank_search"),
+    ("lenet5_dubey", "coreset_method.ap.eval_fraction=0", "eval_fraction"),
+])
+def test_value_errors_of_every_group_are_config_errors(compose, experiment, override, expected):
+    from coresetlab.config_schema import validate_config
+    from coresetlab.errors import ConfigError
+
+    cfg = compose(f"+experiment={experiment}", "profile=smoke", override)
+    if expected is None:
+        validate_config(cfg)
+        return
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace("[", r"\[")) as info:
+        validate_config(cfg)
+    assert "\n" not in str(info.value)

@@ -11,8 +11,10 @@ that a wrong enumeration or an out-of-range number stops the run with one ``erro
    constructor does not take (``size``: the run's grid) are left out; only a
    :class:`~coresetlab.errors.CoresetlabError` from the constructor counts (anything else is for the task to
    report). Models (``model``, ``coreset_method.model``) are built on the ``meta`` device (no memory, no
-   init), optimizers on a dummy parameter and LR schedulers on a dummy optimizer: their ``ValueError`` /
-   ``TypeError`` (``optimizer.lr=-1``, ``model.activation=bogus``, ``+optimizer.foo=1``) are config errors.
+   init), optimizers on a dummy parameter, LR schedulers on a dummy optimizer and the Lightning ``trainer``
+   without logger or callbacks: their ``ValueError`` / ``TypeError`` / ``MisconfigurationException``
+   (``optimizer.lr=-1``, ``model.activation=bogus``, ``+optimizer.foo=1``, ``trainer.precision=bogus``,
+   ``trainer=gpu`` without a GPU) are config errors.
 2. **Ranges by key name** (:data:`RULES`), anywhere in the config: e.g. ``epochs`` and ``*_epochs`` >= 0,
    ``batch_size`` >= 1, ``reps`` >= 1, ``patience`` >= 0, ``lr`` > 0, ``*_fraction`` and ``fractions`` in
    (0, 1], a compression ``rate``/``rates`` in [0, 1), coreset ``size``/``sizes``/``ms`` >= 1.
@@ -153,6 +155,33 @@ def _instantiate(node: dict[str, Any], only_accepted: bool = False) -> Any:
     return instantiate(_accepted(get_object(node["_target_"]), node) if only_accepted else node)
 
 
+def _check_trainer(node: Any) -> None:
+    """Build the ``pytorch_lightning.Trainer`` once (no logger, no callbacks, its device info not logged)."""
+    if not isinstance(node, dict) or "_target_" not in node:
+        return
+    import logging
+
+    from hydra.utils import instantiate
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    pl_log = logging.getLogger("pytorch_lightning")
+    level = pl_log.level
+    pl_log.setLevel(logging.WARNING)
+    try:
+        instantiate(node, logger=False, enable_checkpointing=False, max_epochs=1)
+    except Exception as e:
+        err = unwrap(e)
+        if isinstance(err, ValueError | TypeError | MisconfigurationException | CoresetlabError):
+            raise _prefixed("trainer", err) from None
+    finally:
+        pl_log.setLevel(level)
+
+
+def _prefixed(path: str, err: BaseException) -> ConfigError:
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return ConfigError(msg if msg.startswith(path) else f"{path}: {msg}")
+
+
 def check_objects(conf: dict[str, Any]) -> None:
     """Build coreset methods, models, optimizers and schedulers once, cheaply (see the module docstring)."""
     import torch
@@ -163,7 +192,7 @@ def check_objects(conf: dict[str, Any]) -> None:
         except Exception as e:  # only bad input counts here; the task reports anything else itself
             err = user_error(e)
             if err is not None:
-                raise ConfigError(f"{path}: {err}") from None
+                raise _prefixed(path, err) from None
     cm = conf.get("coreset_method") if isinstance(conf.get("coreset_method"), dict) else {}
     for path, node in (("model", conf.get("model")), ("coreset_method.model", cm.get("model"))):
         if isinstance(node, dict) and str(node.get("_target_", "")).startswith("coresetlab.models."):
@@ -173,7 +202,8 @@ def check_objects(conf: dict[str, Any]) -> None:
             except Exception as e:
                 err = unwrap(e)
                 if isinstance(err, CoresetlabError | ValueError | TypeError):
-                    raise ConfigError(f"{path}: {str(err).splitlines()[0]}") from None
+                    raise _prefixed(path, err) from None
+    _check_trainer(conf.get("trainer"))
     param = torch.nn.Parameter(torch.zeros(1))
     for path, _key, node, _ in _walk({k: v for k, v in conf.items() if k != "hydra"}):
         target = str(node.get("_target_", "")) if isinstance(node, dict) else ""
@@ -188,7 +218,7 @@ def check_objects(conf: dict[str, Any]) -> None:
         except Exception as e:
             err = unwrap(e)
             if isinstance(err, ValueError | TypeError | CoresetlabError):
-                raise ConfigError(f"{path}: {str(err).splitlines()[0]}") from None
+                raise _prefixed(path, err) from None
 
 
 def check_values(cfg: DictConfig) -> None:
