@@ -18,12 +18,15 @@ The Horvitz–Thompson weight ``1/π_i`` of a kept item makes ``Σ_{i kept} x_i 
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
 import torch
 
 from coresetlab.errors import ConfigError
+
+_CACHE: dict[tuple, torch.Tensor] = {}  # the last 64 results, keyed by (k, settings, hash of p)
 
 
 def inclusion_probabilities_iid(probs: torch.Tensor, m: int) -> torch.Tensor:
@@ -158,9 +161,10 @@ def inclusion_probabilities_distinct(
     leave-one-out Poisson-binomial CDFs of :func:`_leave_one_out_cdf` at every node. Agrees with the
     enumeration of all draw orders to ~1e-13 (tests); ``Σ π_i = k``. Cost ``O(G · n log² n)`` for ``G``
     (~100–400) nodes: about a second for ``n = 4096`` on one CPU thread. Items with ``p_i = 0`` get 0;
-    ``k = 1`` gives ``p`` and ``k = #{p_i > 0}`` gives 1 for every item with ``p_i > 0``.
+    ``k = 1`` gives ``p``, equal ``p_i`` give ``k/n``, and ``k = #{p_i > 0}`` gives 1 for every item with
+    ``p_i > 0``. The last 64 results are cached (repetitions sample the same layer again).
     """
-    p_all = probs.to(torch.float64)
+    p_all = probs.detach().to("cpu", torch.float64)
     if bool((p_all < 0).any()) or not bool(torch.isfinite(p_all).all()):
         raise ConfigError("sampling probabilities must be finite and >= 0")
     pos = p_all > 0
@@ -171,10 +175,17 @@ def inclusion_probabilities_distinct(
     p = p_all[pos] / p_all[pos].sum()
     if k == n:
         out[pos] = 1.0
-        return out
+        return out.to(probs.device)
     if k == 1:
         out[pos] = p
-        return out
+        return out.to(probs.device)
+    if bool((p == p[0]).all()):  # uniform: every item is kept with probability k/n
+        out[pos] = k / n
+        return out.to(probs.device)
+    key = (k, eps, order, log_step, sd_step, hashlib.sha1(p.numpy().tobytes()).hexdigest())
+    if key in _CACHE:  # the same layer sampled again (repetitions): same probabilities
+        out[pos] = _CACHE[key]
+        return out.to(probs.device)
     t_lo, t_hi = _window(p, k, eps)
     s, w = _gauss_legendre(_panel_edges(p, k, t_lo, t_hi, log_step, sd_step), order)
     t = torch.exp(s)
@@ -184,4 +195,7 @@ def inclusion_probabilities_distinct(
         q = -torch.expm1(-p[None, :] * tc)  # (G, n): P(T_j < t)
         pi += (wc * tc * p[None, :] * torch.exp(-p[None, :] * tc) * _leave_one_out_cdf(q, k)).sum(0)
     out[pos] = pi.clamp(min=torch.finfo(torch.float64).tiny, max=1.0)
-    return out
+    if len(_CACHE) >= 64:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = out[pos].clone()
+    return out.to(probs.device)
