@@ -26,7 +26,8 @@ class FiniteCheck(pl.Callback):
 
     Raises :class:`~coresetlab.errors.TrainingDiverged` naming the phase and the epoch: after every training
     batch (the loss ``training_step`` returned) and after every validation (every logged metric). It runs
-    before the checkpoint callback, so a diverged state is never written as a resume point.
+    before the checkpoint callback, so a diverged state is never written as a resume point. Cost: one
+    scalar read of the loss per batch (a device sync on a GPU).
     """
 
     def __init__(self, phase: str) -> None:
