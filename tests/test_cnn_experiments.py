@@ -59,6 +59,8 @@ def test_fast_profile_gives_every_method_the_same_budget(compose):
     a = compose("+experiment=vgg19_autocl", "profile=fast")
     s = compose("+experiment=vgg19_slimming", "profile=fast")
     assert a.task.match.epochs == s.task.sparsity.epochs and a.task.finetune.epochs == s.task.finetune.epochs
+    assert a.task.match.train_images == s.task.sparsity.train_images == a.task.finetune.train_images \
+        == s.task.finetune.train_images
     assert a.dataset.train_subset == s.dataset.train_subset
     assert s.task.sparsity.from_scratch is False  # the documented fast-profile shortcut
     assert a.trainer.precision == "bf16-mixed" and a.task.parent.scheduler.kind == "onecycle"

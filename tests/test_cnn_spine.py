@@ -278,3 +278,33 @@ def test_bn_l1_subgradient_and_callback():
 def test_vgg_cfgs_unchanged():
     assert VGG_CFGS["vgg19_slim70"] == [49, 64, "M", 128, 128, "M", 256, 254, 234, 198, "M", 114, 41, 24, 11, "M",
                                         14, 13, 19, 104]
+
+
+def test_phase_budget_draws_fresh_images_each_epoch_and_sizes_the_schedule():
+    """``train_images`` gives every epoch of a phase that many distinct random training images, and the
+    one-cycle schedule is sized to that epoch (not to the whole split)."""
+    from omegaconf import OmegaConf
+
+    from coresetlab.data.common import TensorBatchDataset
+    from coresetlab.errors import ConfigError
+    from coresetlab.tasks.cnn.common import phase_cfg, phase_loader
+
+    class DM:
+        ds = TensorBatchDataset(torch.arange(100).float().view(100, 1), torch.arange(100))
+
+        def dataset(self, split):
+            return self.ds
+
+        def loader(self, split, bs):
+            return "whole-split"
+
+    node = OmegaConf.create({"batch_size": 8, "train_images": 30, "epochs": 2,
+                             "scheduler": {"_target_": "coresetlab.lit.schedules.StepwiseLR", "steps_per_epoch": None}})
+    loader = phase_loader(DM(), node, seed=0)
+    epochs = [torch.cat([y for _, y in loader]) for _ in range(2)]
+    assert [len(e) for e in epochs] == [30, 30] and all(len(set(e.tolist())) == 30 for e in epochs)
+    assert set(epochs[0].tolist()) != set(epochs[1].tolist())  # a fresh draw each epoch
+    assert phase_cfg(DM(), node).scheduler.steps_per_epoch == 4  # ceil(30 / 8)
+    assert phase_loader(DM(), OmegaConf.merge(node, {"train_images": None}), seed=0) == "whole-split"
+    with pytest.raises(ConfigError):
+        phase_loader(DM(), OmegaConf.merge(node, {"train_images": 0}), seed=0)

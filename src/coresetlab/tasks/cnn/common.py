@@ -17,9 +17,11 @@ import math
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
 
 from coresetlab.errors import ConfigError
 from coresetlab.lit import ClassifierModule, evaluate, fit_module, get_parent
@@ -76,13 +78,41 @@ def scheduler_factory(phase_cfg: DictConfig):
     return instantiate(sch) if sch and "_target_" in sch else None
 
 
+def _whole_batch(batch):
+    return batch  # TensorBatchDataset.__getitems__ already returns a whole (x, y) batch
+
+
+def phase_images(dm, node: DictConfig) -> int:
+    """Training images one epoch of a phase sees: ``node.train_images`` (a per-epoch budget), else all."""
+    n = len(dm.dataset("train"))
+    k = node.get("train_images")
+    if k is None:
+        return n
+    if int(k) < 1:
+        raise ConfigError(f"train_images must be a positive number of images or null, got {k}")
+    return min(int(k), n)
+
+
+def phase_loader(dm, node: DictConfig, seed: int) -> DataLoader:
+    """The training loader of a phase: every epoch draws ``train_images`` fresh random training images
+    (without replacement; the fast profile's per-phase budget), or the whole split when it is null."""
+    n = phase_images(dm, node)
+    ds = dm.dataset("train")
+    if n >= len(ds):
+        return dm.loader("train", int(node.batch_size))
+    gen = torch.Generator().manual_seed(int(seed))
+    sampler = RandomSampler(ds, replacement=False, num_samples=n, generator=gen)
+    return DataLoader(ds, batch_size=int(node.batch_size), sampler=sampler, collate_fn=_whole_batch, num_workers=0)
+
+
 def train_phase(
     ctx, dm, module: pl.LightningModule, phase_cfg: DictConfig, phase: str, monitor: str = "val_acc",
     mode: str = "max", callbacks: list[pl.Callback] | None = None,
 ) -> dict[str, Any]:
-    """Fit ``module`` for ``phase_cfg.epochs`` epochs on the training split, keeping the best-validation state."""
+    """Fit ``module`` for ``phase_cfg.epochs`` epochs on the training split (or ``train_images`` random
+    images of it per epoch), keeping the best-validation state."""
     return fit_module(
-        ctx, module, dm.loader("train", int(phase_cfg.batch_size)), dm.loader("val"), phase=phase,
+        ctx, module, phase_loader(dm, phase_cfg, ctx.seed), dm.loader("val"), phase=phase,
         epochs=int(phase_cfg.epochs), monitor=phase_cfg.get("monitor", monitor), mode=phase_cfg.get("mode", mode),
         ckpt_dir=ctx.ckpt_dir(phase), callbacks=callbacks or [],
     )
@@ -90,7 +120,7 @@ def train_phase(
 
 def phase_cfg(dm, node: DictConfig) -> DictConfig:
     """A training phase's config with the scheduler's steps per epoch filled in."""
-    return with_steps_per_epoch(node, len(dm.dataset("train")))
+    return with_steps_per_epoch(node, phase_images(dm, node))
 
 
 def finetune(ctx, dm, model: nn.Module, node: DictConfig, phase: str = "finetune") -> dict[str, Any] | None:
