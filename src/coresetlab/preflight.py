@@ -81,8 +81,9 @@ RATE = lambda v: _number(v) and 0 <= v < 1  # noqa: E731
 RULES: tuple[Rule, ...] = (
     Rule(("epochs",), NONNEG_INT, "an integer >= 0 (or null)", suffix="_epochs"),
     Rule(("batch_size",), POS_INT, "an integer >= 1", suffix="batch_size"),
-    Rule(("reps", "restarts", "prune_steps", "torch_threads", "test_limit", "subset"), POS_INT,
+    Rule(("restarts", "prune_steps", "torch_threads", "test_limit", "subset", "train_images"), POS_INT,
          "an integer >= 1 (or null)"),
+    Rule(("reps",), _one_or_list(lambda v: _int(v) and v >= 1), "an integer >= 1, a list of them, or null"),
     Rule(("train_subset", "val_subset", "test_subset"), POS_INT, "an integer >= 1 (or null)"),
     Rule(("val_size",), NONNEG_INT, "an integer >= 0"),
     Rule(("patience",), NONNEG_INT, "an integer >= 0 (or null: no early stopping)"),
