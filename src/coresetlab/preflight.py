@@ -164,12 +164,17 @@ def _check_trainer(node: Any) -> None:
 
     from hydra.utils import instantiate
     from lightning_fabric.utilities.exceptions import MisconfigurationException
+    from omegaconf import OmegaConf
+
+    from coresetlab.lit.training import lightning_trainer_config, speed_options
 
     pl_log = logging.getLogger("pytorch_lightning")
     level = pl_log.level
     pl_log.setLevel(logging.WARNING)
     try:
-        instantiate(node, logger=False, enable_checkpointing=False, max_epochs=1)
+        trainer_cfg = OmegaConf.create(node)
+        speed_options(trainer_cfg)  # our keys (channels_last, batches_per_step) are not Trainer arguments
+        instantiate(lightning_trainer_config(trainer_cfg), logger=False, enable_checkpointing=False, max_epochs=1)
     except Exception as e:
         err = unwrap(e)
         if isinstance(err, ValueError | TypeError | MisconfigurationException | CoresetlabError):
