@@ -6,10 +6,10 @@ PROFILE ?= fast
 EXP     ?= lenet_autocl
 ARGS    ?=
 
-.PHONY: install run test test-full report reproduce lint clean-cache help
+.PHONY: install run test test-full report reproduce publish lint clean-cache help
 
 help:
-	@echo "make install | run [EXP=lenet_autocl PROFILE=fast ARGS=...] | test | test-full | report | reproduce [PROFILE=fast|paper] | lint"
+	@echo "make install | run [EXP=lenet_autocl PROFILE=fast ARGS=...] | test | test-full | report | reproduce [PROFILE=fast|paper] | publish [ARGS=...] | lint"
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,11 +28,15 @@ test: install  ## fast tests (CI)
 test-full: install
 	$(BIN)/python -m pytest -q
 
-report: install
+report: install  ## outputs/ + the committed reference records in results/ -> outputs/report/ (prints the status table's path)
 	$(BIN)/python -m coresetlab.report
 
 reproduce: install  ## every artefact's runs for PROFILE (fast|paper|smoke), parents first, then the report
 	$(BIN)/python -m coresetlab.reproduce --profile $(PROFILE)
+
+publish: install  ## copy ok paper-profile records from outputs/ into the tracked results/ (ARGS="--experiment X --dry-run")
+	$(BIN)/python -m coresetlab.report.publish --profile paper $(ARGS)
+	$(BIN)/python -m coresetlab.report --readme
 
 lint: install
 	$(BIN)/ruff check src tests run.py experiments

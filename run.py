@@ -10,9 +10,12 @@ import hydra
 from omegaconf import DictConfig
 
 import coresetlab.resolvers  # noqa: F401  (registers ${by_profile:...}, ${data_root:}, ...)
+from coresetlab.cli import run_app
 from coresetlab.runner import execute, objective
 
 os.environ.setdefault("WANDB_MODE", "offline")
+
+INTERRUPTED = (130, 143)  # SIGINT, SIGTERM: a multirun stops too
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -21,11 +24,11 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
     rc, record = execute(cfg)
-    if rc and HydraConfig.get().mode == RunMode.RUN:
+    if rc in INTERRUPTED or (rc and HydraConfig.get().mode == RunMode.RUN):
         sys.exit(rc)
     # in a multirun a failed job does not stop the others; sweepers (Optuna) get the objective
     return objective(record, cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)  # Hydra's composition errors (unknown option/profile/key) -> one `error:` line, exit 2

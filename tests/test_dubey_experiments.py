@@ -35,7 +35,7 @@ def test_lenet5_dubey_smoke_end_to_end(table2_run):
     for s in ("parent", "ap", "coreset_ap_k", "dc_ap_k", "serialize", "runtime"):
         assert s in stages
     tables = {r["table"] for r in res["table"]}
-    assert tables == {"variants", "layers"}
+    assert tables == {"variants", "layers", "dc_curve"}
     layers = [r for r in res["table"] if r["table"] == "layers" and r["variant"] == "ap_k"]
     assert [r["layer"] for r in layers] == ["conv1", "conv2", "fc1", "fc2"]
     assert all(0 < r["fraction"] <= 1.0 for r in layers)

@@ -72,7 +72,7 @@ def test_report_warns_when_runs_of_different_recipes_would_be_pooled(compose, tm
     _fake_run(mixed, compose(*SMOKE, "seed=0"), "a")
     _fake_run(mixed, compose(*SMOKE, "seed=1", "task.finetune.optimizer.lr=0.01"), "b", record_config_id=False)
     md = build_report([mixed], tmp_path / "rep2").read_text()
-    assert "2 different recipes pooled" in md and "`task.finetune.optimizer.lr`" in md
+    assert "2 different recipes, not pooled" in md and "`task.finetune.optimizer.lr`" in md
     assert "dataset.seed" not in md  # derived from the seed: not a recipe difference
 
 

@@ -3,7 +3,8 @@
 Hydra's struct mode already rejects unknown top-level keys (``foo=1`` -> "Key 'foo' is not in
 struct"); these schemas catch wrong types (``seed=abc``, ``dataset.batch_size=big``) and unknown
 profile names with a clear :class:`~coresetlab.errors.ConfigError`. Only keys present in a section are
-checked, so experiments may add their own.
+checked, so experiments may add their own. :func:`validate_config` then checks the *values*
+(:mod:`coresetlab.preflight`: enumerations, ranges, cheap instantiation of methods, models, optimizers).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def _check(section: str | None, node: Any, schema: type) -> None:
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` on wrong types, unknown profiles or a missing task."""
+    """Raise :class:`ConfigError` on wrong types, unknown profiles, a missing task or a wrong value
+    (:func:`coresetlab.preflight.check_values`); nothing is loaded or trained."""
     try:
         profile = cfg.profile.name
     except OmegaConfBaseException as e:
@@ -100,3 +102,6 @@ def validate_config(cfg: DictConfig) -> None:
             "no task to run: choose an experiment, e.g. `python run.py +experiment=lenet_autocl` "
             "(the list is in conf/experiment/)"
         )
+    from coresetlab.preflight import check_values
+
+    check_values(cfg)

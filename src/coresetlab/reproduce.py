@@ -12,7 +12,8 @@ Reads the ``reproduce:`` section of each manifest in ``experiments/``::
 
 Prints the plan (runs, estimated time) first and one progress line per run. Runs whose folder already
 holds an ok result are skipped (run identity), failed runs do not stop the others, and the report
-lists failed and missing runs.
+lists failed and missing runs. SIGTERM/SIGINT stop the current run cleanly (it keeps its checkpoints)
+and the whole plan (exit 143/130): relaunching the same command skips the finished runs and resumes.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from coresetlab import paths
+from coresetlab.errors import RunInterrupted
+from coresetlab.interrupts import interruptible
 from coresetlab.records import read_results
 from coresetlab.report.manifests import load_manifests
 
@@ -76,6 +80,23 @@ def plan(profile: str, only: list[str] | None = None) -> tuple[list[PlannedRun],
     return runs, notes
 
 
+def _run(cmd: list[str]) -> tuple[int, str, bool]:
+    """Run one ``run.py`` command -> ``(exit status, stderr, interrupted)``; a SIGTERM/SIGINT sent to us is
+    passed on and the run allowed to stop cleanly."""
+    with tempfile.TemporaryFile("w+") as err, interruptible():
+        proc = subprocess.Popen(cmd, cwd=paths.repo_root(), env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                                stdout=subprocess.DEVNULL, stderr=err, text=True)
+        stopped = False
+        try:
+            proc.wait()
+        except RunInterrupted as e:  # Ctrl-C reaches the run too; a repeat is ignored there
+            stopped = True
+            proc.send_signal(e.signum)
+            proc.wait()
+        err.seek(0)
+        return proc.returncode, err.read(), stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m coresetlab.reproduce", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="fast", choices=["paper", "fast", "smoke"])
@@ -103,16 +124,21 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t0 = time.perf_counter()
         cmd = [sys.executable, str(paths.repo_root() / "run.py"), *r.overrides] + (["force=true"] if args.force else [])
-        proc = subprocess.run(cmd, cwd=paths.repo_root(), env={**os.environ, "PYTHONWARNINGS": "ignore"},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        status = "ok" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"
-        failed += proc.returncode != 0
+        returncode, stderr, stopped = _run(cmd)
+        if stopped or returncode in (130, 143, -2, -15):  # interrupted: the run kept its checkpoints; stop
+            print(f"{label}: interrupted; relaunch `python -m coresetlab.reproduce --profile {args.profile}` to resume "
+                  "(finished runs are skipped)", file=sys.stderr, flush=True)
+            return 128 - returncode if returncode < 0 else returncode if returncode in (130, 143) else 130
+        status = "ok" if returncode == 0 else f"FAILED (exit {returncode}): {stderr.strip()[-300:]}"
+        failed += returncode != 0
         print(f"{label}: {status} in {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"== {len(todo)} runs in {(time.perf_counter() - t_all) / 60:.1f} min, {failed} failed")
     from coresetlab.report.build import build_report
 
-    report = build_report([paths.output_root()], paths.output_root() / "report", owned=True)
+    report = build_report([paths.output_root()], paths.output_root() / "report", owned=True,
+                          reference=[paths.repo_root() / "results"])
     print(f"report: {report}")
+    print(f"status: {report.parent / 'status.md'}")
     return 1 if failed else 0
 
 

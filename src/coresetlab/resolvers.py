@@ -75,6 +75,54 @@ def unseeded(node: Any, seed: Any) -> Any:
     return node
 
 
+# Command-line overrides that do not change the recipe (besides COSMETIC_TOP): which run of it, and on what hardware.
+NON_RECIPE_TOP = frozenset({"seed", "profile", "experiment"})
+HARDWARE_TRAINER = frozenset({"accelerator", "devices"})
+HARDWARE_TRAINER_PRESETS = frozenset({"cpu", "gpu"})
+
+
+def override_key(override: str) -> str:
+    """The key (or config group) an override sets: ``+task.x=1`` -> ``task.x``; ``hydra/launcher=joblib`` ->
+    ``hydra/launcher``; ``~task.x`` -> ``task.x``."""
+    return override.lstrip("+~").split("=", 1)[0].strip()
+
+
+def is_recipe_override(override: str) -> bool:
+    """Whether a command-line override changes what the run computes (its recipe).
+
+    Not recipe: ``seed``, ``profile``, ``experiment`` (which run of which recipe), the cosmetic keys left out
+    of the run identity (:data:`COSMETIC_TOP`: ``hydra.*``, ``hydra/launcher``, ``paths``, ``logger``,
+    ``torch_threads``, ``force``, ``optimized_metric``; :data:`COSMETIC_TRAINER`), and the hardware:
+    ``trainer.accelerator``, ``trainer.devices`` and the ``trainer=cpu|gpu`` presets. Anything else
+    (``optimizer.lr=…``, ``dataset=…``, ``trainer=ddp``, ``hparams_search=…``) is.
+    """
+    key = override_key(override)
+    top = key.split("@", 1)[0].split("/", 1)[0].split(".", 1)[0]
+    if top in COSMETIC_TOP or top in NON_RECIPE_TOP:
+        return False
+    if top == "trainer":
+        if key == "trainer":
+            return override.split("=", 1)[-1].strip() not in HARDWARE_TRAINER_PRESETS
+        sub = key.split(".", 1)[1] if "." in key else ""
+        return sub not in COSMETIC_TRAINER | HARDWARE_TRAINER
+    return True
+
+
+def recipe_overrides(overrides: list[str] | None) -> list[str] | None:
+    """The overrides of ``overrides`` that change the recipe (:func:`is_recipe_override`); None stays None."""
+    return None if overrides is None else [o for o in overrides if is_recipe_override(o)]
+
+
+def task_overrides() -> list[str] | None:
+    """Hydra's command-line task overrides of the current run (None when composed without Hydra's runtime)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return [str(o) for o in HydraConfig.get().overrides.task]
+    except Exception:  # composed by the compose API (tests, notebooks): the overrides are not known
+        return None
+
+
 def register() -> None:
     """Register the resolvers once (idempotent)."""
     table = {

@@ -6,12 +6,18 @@ A *task* is a function ``run(cfg: DictConfig, ctx: RunContext) -> dict`` named b
 ``params_after``, ``compression``, ``table`` (list of flat rows), ``extra`` (free-form). The runner
 adds identity (experiment, artefact, profile, seed), timing, versions and the git sha.
 
-Error policy:
+Error policy (the README's "Error policy"; :mod:`coresetlab.errors`):
 
-* bad input (:class:`~coresetlab.errors.CoresetlabError`: wrong config value, missing/corrupt data)
-  -> one ``error:`` line on stderr, exit status 2, **no** ``results.json``;
+* bad input (:class:`~coresetlab.errors.CoresetlabError`: wrong config value, missing/corrupt data, also
+  when Hydra's ``InstantiationException`` wraps it) -> one ``error:`` line on stderr, exit status 2,
+  **no** ``results.json``; values the config alone shows to be wrong are caught by
+  :func:`~coresetlab.config_schema.validate_config` before any data is loaded;
+* a diverged training phase (:class:`~coresetlab.errors.TrainingDiverged`) or a NaN/inf metric or table
+  value (:class:`~coresetlab.errors.NonFiniteResult`) -> ``status: failed`` with the reason, exit 1;
 * anything else raised by the task -> ``results.json`` with ``status: failed`` and the error, the
-  traceback in the run's log, exit status 1 (in a multirun the other jobs go on).
+  traceback in the run's log, exit status 1 (in a multirun the other jobs go on);
+* SIGTERM / SIGINT (:mod:`coresetlab.interrupts`) -> one line saying how to resume, ``status:
+  interrupted``, checkpoints kept, exit status 143 / 130 (a multirun stops); relaunching resumes.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from coresetlab import records
 from coresetlab.config_schema import validate_config
-from coresetlab.errors import CoresetlabError
+from coresetlab.errors import CoresetlabError, NonFiniteResult, RunFailure, RunInterrupted, user_error
+from coresetlab.interrupts import interruptible_call, resume_hint
 from coresetlab.resolvers import config_id, run_id
 
 log = logging.getLogger("coresetlab")
@@ -136,8 +143,10 @@ def _set_threads(cfg: DictConfig) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
 
 
+@interruptible_call
 def execute(cfg: DictConfig, out_dir: Path | None = None) -> tuple[int, dict[str, Any] | None]:
-    """Run the task of ``cfg``; return ``(exit status, record)`` (0 ok/skipped, 1 failed, 2 bad input)."""
+    """Run the task of ``cfg``; return ``(exit status, record)`` (0 ok/skipped, 1 failed, 2 bad input,
+    128 + signal when interrupted: 143 SIGTERM, 130 SIGINT)."""
     started, t0 = _now(), time.perf_counter()
     out_dir = Path(out_dir) if out_dir else _output_dir(cfg)
     try:
@@ -169,21 +178,36 @@ def execute(cfg: DictConfig, out_dir: Path | None = None) -> tuple[int, dict[str
     )
     base = {
         "schema": records.SCHEMA_VERSION, **_identity(cfg), "run_id": rid, "config_id": config_id(cfg),
-        "run_dir": str(out_dir),
+        "run_dir": str(out_dir), **records.overrides_record(),
         "started_at": started, "git_sha": records.git_sha(), "versions": records.versions(),
     }
     log.info("run %s (profile %s, seed %s) -> %s", cfg.experiment, cfg.profile.name, cfg.seed, out_dir)
     try:
         task = get_method(cfg.task._target_)
         out = task(cfg, ctx) or {}
-    except CoresetlabError as e:
-        print(f"error: {e}", file=sys.stderr)
-        log.error("bad input: %s", e)
-        return 2, None
+        bad = records.nonfinite_fields(out)
+        if bad:
+            raise NonFiniteResult(f"non-finite result(s): {', '.join(bad)}")
+    except RunInterrupted as e:  # SIGTERM/SIGINT: keep the checkpoints, say how to resume
+        print(f"error: {resume_hint(e, str(out_dir / 'ckpt'))}", file=sys.stderr)
+        log.error("%s", resume_hint(e))
+        stopped = {**base, "status": "interrupted", "error": resume_hint(e), "metrics": {},
+                   "wall_time_s": time.perf_counter() - t0, "finished_at": _now(), "stage_times_s": ctx.stage_times}
+        records.write_json_atomic(out_dir / records.RESULTS_FILE, stopped)
+        return e.exit_code, stopped
     except Exception as e:  # a genuine failure: record it, never a half result
-        log.error("run failed:\n%s", traceback.format_exc())
-        print(f"error: run failed: {type(e).__name__}: {e} (traceback in {out_dir})", file=sys.stderr)
-        failed = {**base, "status": "failed", "error": f"{type(e).__name__}: {e}", "metrics": {},
+        if user_error(e) is not None:  # bad input, also when Hydra's InstantiationException wraps it
+            print(f"error: {user_error(e)}", file=sys.stderr)
+            log.error("bad input: %s", user_error(e))
+            return 2, None
+        reason = str(e) if isinstance(e, RunFailure) else f"{type(e).__name__}: {e}"
+        if isinstance(e, RunFailure):  # the message says it all
+            log.error("run failed: %s", reason)
+            print(f"error: run failed: {reason}", file=sys.stderr)
+        else:
+            log.error("run failed:\n%s", traceback.format_exc())
+            print(f"error: run failed: {reason} (traceback in {out_dir})", file=sys.stderr)
+        failed = {**base, "status": "failed", "error": reason, "metrics": {},
                   "wall_time_s": time.perf_counter() - t0, "finished_at": _now(), "stage_times_s": ctx.stage_times}
         records.write_json_atomic(out_dir / records.RESULTS_FILE, failed)
         return 1, failed

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from coresetlab.errors import TrainingDiverged
 from coresetlab.records import write_json_atomic
 
 log = logging.getLogger("coresetlab")
@@ -46,6 +48,17 @@ def parent_key(recipe: dict[str, Any]) -> str:
     blob = json.dumps(recipe, sort_keys=True, default=str).encode()
     name = str(recipe["model"].get("name", "model")).replace("/", "_")
     return f"{name}-{hashlib.sha256(blob).hexdigest()[:12]}"
+
+
+def _check_finite(model: nn.Module, metrics: dict[str, Any], what: str, epoch: int) -> None:
+    """Raise :class:`TrainingDiverged` (phase ``parent``) for NaN/inf weights or val/test losses."""
+    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise TrainingDiverged("parent", epoch, f"{what} has non-finite weights ({', '.join(bad[:3])})")
+    for name in ("val_loss", "test_loss"):
+        v = metrics.get(name)
+        if v is None or not math.isfinite(float(v)):
+            raise TrainingDiverged("parent", epoch, f"{what} has {name} {v}")
 
 
 @contextmanager
@@ -78,6 +91,8 @@ def get_parent(ctx, dm, model_cfg: DictConfig, train_cfg: DictConfig, dataset_cf
         if (folder / "model.pt").exists() and (folder / "meta.json").exists():
             model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
             meta = json.loads((folder / "meta.json").read_text())
+            _check_finite(model, meta, f"the cached parent {folder} (delete that folder to retrain it)",
+                          int((meta.get("fit") or {}).get("epochs", 0)))
             log.info("parent %s: reused from cache", key)
             return model, {**meta, "key": key, "dir": str(folder), "cached": True}
         folder.mkdir(parents=True, exist_ok=True)
@@ -96,6 +111,7 @@ def get_parent(ctx, dm, model_cfg: DictConfig, train_cfg: DictConfig, dataset_cf
             "fit": fit, "val_acc": val["acc"], "val_loss": val["loss"], "test_acc": test["acc"],
             "test_loss": test["loss"], "recipe": recipe,
         }
+        _check_finite(model, meta, f"parent {key}", int(fit["epochs"]))  # a diverged parent is never cached
         tmp = folder / "model.pt.tmp"
         torch.save(model.state_dict(), tmp)
         tmp.replace(folder / "model.pt")

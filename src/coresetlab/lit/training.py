@@ -6,7 +6,7 @@ import copy
 import itertools
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,37 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-from coresetlab.errors import ConfigError
+from coresetlab.errors import ConfigError, TrainingDiverged
 from coresetlab.lit.modules import MiniBatches, has_conv, to_memory_format, uses_channels_last
 
 log = logging.getLogger("coresetlab")
+
+
+class FiniteCheck(pl.Callback):
+    """Stop a training phase as soon as its loss or a validation metric is NaN/inf.
+
+    Raises :class:`~coresetlab.errors.TrainingDiverged` naming the phase and the epoch: after every training
+    batch (the loss ``training_step`` returned) and after every validation (every logged metric). It runs
+    before the checkpoint callback, so a diverged state is never written as a resume point. Cost: one
+    scalar read of the loss per batch (a device sync on a GPU).
+    """
+
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+            raise TrainingDiverged(self.phase, trainer.current_epoch,
+                                   f"training loss is {float(loss.detach().float().mean())} at batch {batch_idx}")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        for name, value in trainer.callback_metrics.items():
+            v = float(value) if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+            if isinstance(v, float) and not math.isfinite(v):
+                raise TrainingDiverged(self.phase, trainer.current_epoch, f"{name} is {v}")
 
 
 class BestState(pl.Callback):
@@ -138,7 +165,12 @@ class BatchChunks:
 
 
 def make_trainer(ctx, phase: str, epochs: int, callbacks: list[pl.Callback], ckpt_dir: Path | None) -> pl.Trainer:
-    """The configured ``pytorch_lightning.Trainer`` (``cfg.trainer``) for one training phase."""
+    """The configured ``pytorch_lightning.Trainer`` (``cfg.trainer``) for one training phase.
+
+    Every phase gets a :class:`FiniteCheck` first (a NaN/inf loss stops the run) and, with ``ckpt_dir``,
+    a :class:`LastCheckpoint` last.
+    """
+    callbacks = [FiniteCheck(phase), *callbacks]
     if ckpt_dir is not None:
         callbacks = [*callbacks, LastCheckpoint(ckpt_dir)]
     return instantiate(

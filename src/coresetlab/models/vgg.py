@@ -30,6 +30,15 @@ def conv_widths(cfg: Sequence[int | str]) -> list[int]:
     return [int(c) for c in cfg if c != "M"]
 
 
+def cfg_with_widths(cfg: Sequence[int | str], widths: Sequence[int]) -> list[int | str]:
+    """``cfg`` with its conv widths replaced by ``widths`` (the ``"M"`` pools stay where they are)."""
+    widths = [int(w) for w in widths]
+    if len(widths) != len(conv_widths(cfg)):
+        raise ValueError(f"{len(widths)} widths for a cfg with {len(conv_widths(cfg))} convs")
+    it = iter(widths)
+    return [c if c == "M" else next(it) for c in cfg]
+
+
 class VGG(nn.Module):
     """VGG with BN for 32×32 inputs; ``features`` is an ``nn.Sequential`` of Conv-BN-ReLU blocks and pools."""
 

@@ -11,13 +11,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from coresetlab.report import style  # noqa: E402
 from coresetlab.report.tables import select  # noqa: E402
 
 
 def line_figure(spec: dict[str, Any], data: pd.DataFrame, out_base: Path, title: str) -> list[Path]:
     """Plot ``spec['y']`` (one panel each) against ``spec['x']`` with one line per ``spec['hue']``.
 
-    Shaded bands are ± one standard deviation over seeds/repetitions. Writes ``out_base``.png/.pdf.
+    Shaded bands are ± one standard deviation over seeds/repetitions. Methods keep their look from
+    :mod:`coresetlab.report.style`. Writes ``out_base``.png/.pdf.
     """
     ys = spec["y"] if isinstance(spec["y"], list) else [spec["y"]]
     data = select(data, spec.get("where"))
@@ -29,11 +31,14 @@ def line_figure(spec: dict[str, Any], data: pd.DataFrame, out_base: Path, title:
         if y not in data.columns:
             ax.set_visible(False)
             continue
-        groups = data.groupby(hue) if hue else [("all", data)]
-        for label, g in groups:
+        names = style.order_methods(data[hue].astype(str)) if hue else ["all"]
+        for label in names:
+            g = data[data[hue].astype(str) == label] if hue else data
             s = g.groupby(spec["x"])[y].agg(["mean", "std"]).reset_index().sort_values(spec["x"])
-            ax.plot(s[spec["x"]], s["mean"], marker="o", ms=3.5, lw=1.6, label=str(label))
-            ax.fill_between(s[spec["x"]], s["mean"] - s["std"].fillna(0), s["mean"] + s["std"].fillna(0), alpha=0.2)
+            kw = style.series(label, names)
+            ax.plot(s[spec["x"]], s["mean"], ms=3.5, lw=1.6, **kw)
+            ax.fill_between(s[spec["x"]], s["mean"] - s["std"].fillna(0), s["mean"] + s["std"].fillna(0),
+                            color=kw["color"], alpha=0.2, lw=0)
         if spec.get("logy"):
             ax.set_yscale("log")
         if spec.get("logx"):
@@ -42,8 +47,7 @@ def line_figure(spec: dict[str, Any], data: pd.DataFrame, out_base: Path, title:
         ax.set_ylabel((spec.get("ylabels") or {}).get(y, y))
         ax.grid(True, alpha=0.3, which="both")
         ax.legend(fontsize=8, frameon=False)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    style.finish(fig, title, fontsize=10)
     out_base.parent.mkdir(parents=True, exist_ok=True)
     paths = [out_base.with_suffix(".png"), out_base.with_suffix(".pdf")]
     for p in paths:

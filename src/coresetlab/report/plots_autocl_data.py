@@ -1,8 +1,7 @@
 """AutoCL Figures 1 and 2: Err_opt and Err_avg (mean ± std) vs coreset size, one line per method.
 
 Referenced from ``experiments/autocl_fig{1,2}.yaml`` as ``builder: coresetlab.report.plots_autocl_data.error_vs_size``.
-Compared with the generic line figure it fixes the method order and colours (learned, sensitivity,
-uniform -- the paper's ordering, best first) and keeps the ±std bands readable on a log axis: where
+Compared with the generic line figure it keeps the ±std bands readable on a log axis: where
 ``mean − std <= 0`` the lower edge is drawn as ``mean² / (mean + std)`` (the upper edge mirrored in log
 space), which the caption states.
 """
@@ -19,10 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from coresetlab.report import style  # noqa: E402
 from coresetlab.report.tables import select  # noqa: E402
-
-ORDER = ["learned", "sensitivity", "uniform"]
-COLORS = {"learned": "tab:red", "sensitivity": "tab:blue", "uniform": "tab:green"}
 
 
 def _bands(mean: np.ndarray, std: np.ndarray, log: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -43,17 +40,18 @@ def error_vs_size(manifest: dict[str, Any], runs: pd.DataFrame, records: pd.Data
         return []
     x, hue = spec.get("x", "size"), spec.get("hue", "method")
     ys = spec["y"] if isinstance(spec["y"], list) else [spec["y"]]
-    methods = [m for m in ORDER if m in set(data[hue])] + sorted(set(data[hue]) - set(ORDER))
+    methods = style.order_methods(data[hue].astype(str))  # learned, sensitivity, uniform: the paper's order
     fig, axes = plt.subplots(1, len(ys), figsize=(5.4 * len(ys), 4.2), squeeze=False)
     for ax, y in zip(axes[0], ys):
         for method in methods:
-            g = data[data[hue] == method].groupby(x)[y].agg(["mean", "std", "count"]).reset_index().sort_values(x)
+            sub = data[data[hue].astype(str) == method]
+            g = sub.groupby(x)[y].agg(["mean", "std", "count"]).reset_index().sort_values(x)
             mean, std = g["mean"].to_numpy(float), g["std"].fillna(0.0).to_numpy(float)
             lower, upper = _bands(mean, std, bool(spec.get("logy")))
-            color = COLORS.get(method)
-            ax.plot(g[x], mean, marker="o", ms=3.5, lw=1.6, color=color,
-                    label=f"{method} (n={int(g['count'].max())} per size)")
-            ax.fill_between(g[x], lower, upper, color=color, alpha=0.18, lw=0)
+            kw = style.series(method, methods)
+            kw["label"] += f" (n={int(g['count'].max())} per size)"
+            ax.plot(g[x], mean, ms=3.5, lw=1.6, **kw)
+            ax.fill_between(g[x], lower, upper, color=kw["color"], alpha=0.18, lw=0)
         if spec.get("logy"):
             ax.set_yscale("log")
         ax.set_xlabel(spec.get("xlabel", x))
@@ -62,11 +60,9 @@ def error_vs_size(manifest: dict[str, Any], runs: pd.DataFrame, records: pd.Data
         ax.legend(fontsize=8, frameon=False)
     labels = ", ".join(sorted(set(map(str, data["dataset"].dropna())))) if "dataset" in data else ""
     seeds = sorted(set(data["seed"].dropna().astype(int))) if "seed" in data else []
-    fig.suptitle(f"{manifest['title']}\n[{spec['name']}, profile={profile}; data: {labels}; seeds {seeds}]",
-                 fontsize=9)
-    fig.text(0.5, 0.005, "mean ± 1 std over repetitions and seeds; on log axes a non-positive lower edge is "
-             "drawn as mean²/(mean+std)", ha="center", fontsize=7, color="0.35")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    style.finish(fig, f"{manifest['title']} [{spec['name']}, profile={profile}; data: {labels}; seeds {seeds}]",
+                 footer="mean ± 1 std over repetitions and seeds; on log axes a non-positive lower edge is "
+                 "drawn as mean²/(mean+std)")
     out_dir.mkdir(parents=True, exist_ok=True)
     base = out_dir / f"{manifest['id'].replace('/', '_')}_{spec['name']}_{profile}"
     paths = [base.with_suffix(".png"), base.with_suffix(".pdf")]

@@ -17,13 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-LABELS = {
-    "k": "Coreset-K", "s": "Coreset-S", "a": "Coreset-A", "ap_k": "AP+Coreset-K", "ap_s": "AP+Coreset-S",
-    "ap_a": "AP+Coreset-A", "svd": "SVD (Denton et al.)", "prune": "Pruning + retraining (Han et al. 2015)",
-    "ap": "AP",
-}
-STYLE = {"k": ("C0", "--"), "s": ("C1", "--"), "a": ("C2", "--"), "ap_k": ("C0", "-"), "ap_s": ("C1", "-"),
-         "ap_a": ("C2", "-"), "svd": ("C3", ":"), "prune": ("C4", "-."), "ap": ("C5", "-")}
+from coresetlab.report import style  # noqa: E402
 
 
 def _mine(manifest: dict[str, Any], df: pd.DataFrame, table: str) -> pd.DataFrame:
@@ -53,24 +47,24 @@ def fig7(manifest: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame, ou
     if data.empty:
         return []
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for variant, g in data.groupby("variant"):
+    names = style.order_methods(data["variant"].astype(str))
+    for variant in names:
+        g = data[data["variant"].astype(str) == variant]
         s = g.groupby("value").agg(x=("retained_fraction", "mean"), y=("test_acc", "mean"),
-                                             e=("test_acc", "std")).sort_values("x")
-        color, ls = STYLE.get(variant, (None, "-"))
-        ax.errorbar(s["x"], s["y"], yerr=s["e"].fillna(0), color=color, ls=ls, marker="o", ms=3.5, lw=1.5,
-                    capsize=2, label=LABELS.get(variant, variant))
+                                   e=("test_acc", "std")).sort_values("x")
+        ax.errorbar(s["x"], s["y"], yerr=s["e"].fillna(0), ms=3.5, lw=1.5, capsize=2, **style.series(variant, names))
     if not runs.empty and "parent_test_acc" in runs.columns:
         prof = runs[(runs["profile"] == manifest.get("profile")) & (runs["status"] == "ok")]
         if not prof.empty:
-            ax.axhline(float(prof["parent_test_acc"].mean()), color="k", lw=0.8, ls="--", label="parent")
+            st = style.method_style("parent")
+            ax.axhline(float(prof["parent_test_acc"].mean()), color=st.color, lw=0.8, ls=st.linestyle, label=st.label)
     ax.set_xscale("log")
     ax.set_xlabel("fraction of retained weights (vs parent)")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(max(0.0, float(data["test_acc"].min()) - 0.02), 1.0)
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=7, frameon=False, loc="lower right")
-    ax.set_title(f"supp. Fig. 7, LeNet-5 / MNIST [profile={manifest.get('profile')}]", fontsize=9)
-    fig.tight_layout()
+    style.finish(fig, f"supp. Fig. 7, LeNet-5 / MNIST [profile={manifest.get('profile')}]")
     return _save(fig, out_dir, _base(manifest, manifest.get("figure", {}).get("name", "fig7")))
 
 
@@ -82,19 +76,17 @@ def table5_bars(manifest: dict[str, Any], runs: pd.DataFrame, records: pd.DataFr
     if data.empty:
         return []
     piv = data.groupby(["layer", "variant"])["fraction"].mean().unstack("variant")
-    order = [v for v in ("k", "s", "a", "ap_k", "ap_s", "ap_a", "svd", "ap") if v in piv.columns]
-    piv = piv[order + [c for c in piv.columns if c not in order]]
+    piv = piv[style.order_methods(piv.columns)]
     fig, ax = plt.subplots(figsize=(7.0, 4.0))
     width = 0.8 / max(1, len(piv.columns))
     for i, variant in enumerate(piv.columns):
-        color, _ = STYLE.get(variant, (None, "-"))
-        ax.bar([j + i * width for j in range(len(piv))], piv[variant], width=width, color=color,
-               alpha=1.0 if str(variant).startswith("ap_") else 0.55, label=LABELS.get(variant, variant))
+        kw = style.series(variant, list(piv.columns))
+        ax.bar([j + i * width for j in range(len(piv))], piv[variant], width=width, color=kw["color"],
+               alpha=1.0 if str(variant).startswith("ap_") else 0.55, label=kw["label"])
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(piv))], list(piv.index))
     ax.set_yscale("log")
     ax.set_ylabel("fraction of parameters retained")
     ax.grid(True, axis="y", alpha=0.3, which="both")
     ax.legend(fontsize=7, frameon=False, ncol=2)
-    ax.set_title(f"Table 5 / supp. Table 4 [profile={manifest.get('profile')}]", fontsize=8)
-    fig.tight_layout()
+    style.finish(fig, f"Table 5 / supp. Table 4 [profile={manifest.get('profile')}]", fontsize=8)
     return _save(fig, out_dir, _base(manifest, manifest.get("figure", {}).get("name", "table5")))

@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from coresetlab.report import style  # noqa: E402
 from coresetlab.report.tables import select  # noqa: E402
 
 
@@ -31,15 +32,19 @@ def _records(manifest: dict[str, Any], records: pd.DataFrame) -> pd.DataFrame:
 
 def _lines(ax, data: pd.DataFrame, spec: dict[str, Any], y: str, title: str) -> None:
     x, hue = spec["x"], spec.get("hue")
-    for label, g in (data.groupby(hue) if hue else [("all", data)]):
+    names = style.order_methods(data[hue].astype(str)) if hue else ["all"]
+    for label in names:
+        g = data[data[hue].astype(str) == label] if hue else data
         s = g.groupby(x)[y].agg(["mean", "std"]).reset_index().sort_values(x)
-        ax.plot(s[x], s["mean"], marker="o", ms=3, lw=1.5, label=str(label))
-        ax.fill_between(s[x], s["mean"] - s["std"].fillna(0), s["mean"] + s["std"].fillna(0), alpha=0.2)
+        kw = style.series(label, names)
+        ax.plot(s[x], s["mean"], ms=3, lw=1.5, **kw)
+        ax.fill_between(s[x], s["mean"] - s["std"].fillna(0), s["mean"] + s["std"].fillna(0), color=kw["color"],
+                        alpha=0.2, lw=0)
     if spec.get("logy"):
         ax.set_yscale("log")
     if spec.get("logx"):
         ax.set_xscale("log")
-    ax.set_title(title, fontsize=9)
+    style.set_title(ax, title, fontsize=9)
     ax.set_xlabel(spec.get("xlabel", x))
     ax.set_ylabel((spec.get("ylabels") or {}).get(y, y))
     ax.grid(True, alpha=0.3, which="both")
@@ -48,8 +53,7 @@ def _lines(ax, data: pd.DataFrame, spec: dict[str, Any], y: str, title: str) -> 
 
 def _save(fig, manifest: dict[str, Any], out_dir: Path) -> list[Path]:
     base = out_dir / f"{manifest['id'].replace('/', '_')}_{manifest['figure']['name']}_{manifest['profile']}"
-    fig.suptitle(f"{manifest['title']} [{manifest['figure']['name']}, profile={manifest['profile']}]", fontsize=9)
-    fig.tight_layout()
+    style.finish(fig, f"{manifest['title']} [{manifest['figure']['name']}, profile={manifest['profile']}]")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [base.with_suffix(".png"), base.with_suffix(".pdf")]
     for p in paths:
@@ -68,7 +72,8 @@ def fig3_panels(manifest: dict[str, Any], runs: pd.DataFrame, records: pd.DataFr
     top = data.groupby(spec["hue"])[y].mean().nsmallest(int(spec.get("top", 3))).index.tolist()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     _lines(axes[0], data, spec, y, "(a) all methods")
-    _lines(axes[1], data[data[spec["hue"]].isin(top)], spec, y, f"(b) top {len(top)}: " + ", ".join(map(str, top)))
+    labels = ", ".join(style.series(t)["label"] for t in top)
+    _lines(axes[1], data[data[spec["hue"]].isin(top)], spec, y, f"(b) top {len(top)}: {labels}")
     return _save(fig, manifest, out_dir)
 
 

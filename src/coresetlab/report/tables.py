@@ -1,22 +1,30 @@
-"""Artefact tables: our mean ± std over seeds next to the paper's value, per profile."""
+"""Artefact tables: our mean ± std over seeds next to the paper's value, per profile.
+
+Runs of different recipes (``config_id``) are never averaged together: a table row whose runs hold
+several configs is split into one row per config, labelled ``"<row> [<what differs>]"``
+(:mod:`coresetlab.report.variants`). One run prints its value with ``n = 1``, never ``± 0``.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
+
+from coresetlab.report.variants import source_label, split_by_recipe, variant_labels
 
 PROFILE_ORDER = ["paper", "fast", "smoke"]
 
 
 def fmt_value(x: Any, fmt: str = "float") -> str:
-    """Format one number: ``pct`` (fraction shown as %), ``int``, ``sci`` or ``float``."""
+    """Format one number: ``pct`` (fraction shown as %), ``pct3`` (% with 3 decimals), ``int``, ``sci`` or ``float``."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     if fmt == "pct":
         return f"{100 * x:.2f} %"
+    if fmt == "pct3":
+        return f"{100 * x:.3f} %"
     if fmt == "int":
         return f"{int(round(x)):,}"
     if fmt == "sci":
@@ -24,11 +32,27 @@ def fmt_value(x: Any, fmt: str = "float") -> str:
     return f"{x:.4g}"
 
 
+def fmt_delta(d: float, fmt: str = "float") -> str:
+    """A signed difference; for fractions shown as % it is in percentage points (``-0.21 pt``)."""
+    if fmt == "pct":
+        return f"{100 * d:+.2f} pt" if round(100 * d, 2) else "0.00 pt"  # never "-0.00"
+    return f"{'+' if d > 0 else ''}{fmt_value(d, fmt)}"
+
+
 def mean_std(values: pd.Series) -> tuple[float, float, int]:
     v = pd.to_numeric(values, errors="coerce").dropna()
     if v.empty:
         return float("nan"), float("nan"), 0
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, int(len(v))
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan"), int(len(v))
+
+
+def fmt_mean_std(mean: float, std: float, n: int, fmt: str = "float") -> str:
+    """``mean ± std``; one value (``n = 1``) prints as ``value (n = 1)``, never with ``± 0``; none as ``–``."""
+    if not n:
+        return "–"
+    if n == 1 or std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{fmt_value(mean, fmt)} (n = {n})"
+    return f"{fmt_value(mean, fmt)} ± {fmt_value(std, fmt)}"
 
 
 def select(df: pd.DataFrame, where: dict[str, Any] | None) -> pd.DataFrame:
@@ -51,47 +75,59 @@ def profiles_present(df: pd.DataFrame) -> list[str]:
 
 
 def runs_table(spec: dict[str, Any], runs: pd.DataFrame, profile: str) -> pd.DataFrame:
-    """Long table: one line per (row label, metric) with ours (mean, std, n), paper value and Δ."""
+    """Long table: one line per (row label, recipe, metric) with ours (mean, std, n), paper value and Δ.
+
+    ``recipe`` is the run's recipe label (``paper``, ``paper (modified: …)``); ``source`` says ``ours``
+    or ``reference run (<sha>, <date>)`` for runs loaded from results/.
+    """
     out = []
     ok = runs[(runs.get("status") == "ok") & (runs.get("profile") == profile)] if not runs.empty else runs
     for row in spec.get("rows", []):
         sel = select(ok, row.get("where"))
-        for metric, mspec in (row.get("metrics") or {}).items():
-            mspec = mspec or {}
-            mean, std, n = mean_std(sel[metric]) if metric in sel.columns else (float("nan"), float("nan"), 0)
-            paper = mspec.get("paper")
-            out.append({
-                "row": row["label"], "metric": metric, "source": "ours", "profile": profile,
-                "mean": mean, "std": std, "n": n, "paper": paper,
-                "delta": (mean - paper) if (paper is not None and n) else float("nan"),
-                "fmt": mspec.get("fmt", "float"),
-            })
+        for variant, part in split_by_recipe(sel):
+            recipe = "/".join(sorted(set(part["recipe"].dropna()))) if "recipe" in part.columns and len(part) else profile
+            for metric, mspec in (row.get("metrics") or {}).items():
+                mspec = mspec or {}
+                mean, std, n = mean_std(part[metric]) if metric in part.columns else (float("nan"), float("nan"), 0)
+                paper = mspec.get("paper")
+                out.append({
+                    "row": f"{row['label']} [{variant}]" if variant else row["label"], "metric": metric,
+                    "source": source_label(part) if n else "ours", "profile": profile, "recipe": recipe or profile,
+                    "config_id": ", ".join(sorted(set(map(str, part["config_id"].dropna())))) if n else "",
+                    "mean": mean, "std": std, "n": n, "paper": paper,
+                    "delta": (mean - paper) if (paper is not None and n) else float("nan"),
+                    "fmt": mspec.get("fmt", "float"),
+                })
     for q in spec.get("quoted", []):
         for metric, val in (q.get("values") or {}).items():
             out.append({
                 "row": q["label"], "metric": metric, "source": f"quoted ({q.get('source', 'paper')})",
-                "profile": "–", "mean": float("nan"), "std": float("nan"), "n": 0, "paper": val,
-                "delta": float("nan"), "fmt": _fmt_of(spec, metric),
+                "profile": "–", "recipe": "–", "config_id": "", "mean": float("nan"), "std": float("nan"), "n": 0,
+                "paper": val, "delta": float("nan"), "fmt": _fmt_of(spec, metric),
             })
     return pd.DataFrame(out)
 
 
 def _fmt_of(spec: dict[str, Any], metric: str) -> str:
+    """Format of a quoted value: the ``fmt`` of that metric in ``rows``, else a quoted row's ``fmt: {metric: …}``."""
     for row in spec.get("rows", []):
         m = (row.get("metrics") or {}).get(metric)
         if m and "fmt" in m:
             return m["fmt"]
+    for q in spec.get("quoted", []):
+        if metric in (q.get("fmt") or {}):
+            return q["fmt"][metric]
     return "float"
 
 
 def runs_table_markdown(t: pd.DataFrame) -> str:
-    """Human table: Row | metric | ours (mean ± std, n) | profile | paper | Δ | source."""
-    lines = ["| Row | Metric | Ours (mean ± std) | n | Profile | Paper | Δ (ours − paper) | Source |",
+    """Human table: Row | metric | ours (mean ± std, or the value with n = 1) | n | recipe | paper | Δ | source."""
+    lines = ["| Row | Metric | Ours (mean ± std) | n | Recipe | Paper | Δ (ours − paper) | Source |",
              "|---|---|---|---|---|---|---|---|"]
     for r in t.itertuples():
-        ours = "–" if r.n == 0 else f"{fmt_value(r.mean, r.fmt)} ± {fmt_value(r.std, r.fmt)}"
-        delta = "–" if (isinstance(r.delta, float) and math.isnan(r.delta)) else fmt_value(r.delta, r.fmt)
-        lines.append(f"| {r.row} | {r.metric} | {ours} | {r.n} | {r.profile} | "
+        ours = fmt_mean_std(r.mean, r.std, r.n, r.fmt)
+        delta = "–" if (isinstance(r.delta, float) and math.isnan(r.delta)) else fmt_delta(r.delta, r.fmt)
+        lines.append(f"| {r.row} | {r.metric} | {ours} | {r.n} | {r.recipe} | "
                      f"{fmt_value(r.paper, r.fmt) if r.paper is not None else '–'} | {delta} | {r.source} |")
     return "\n".join(lines)
 
@@ -105,6 +141,12 @@ def records_table(spec: dict[str, Any], records: pd.DataFrame, profile: str) -> 
         return pd.DataFrame()
     index = spec.get("index", [])
     index = [index] if isinstance(index, str) else list(index)
+    labels = variant_labels(rec)
+    if labels:  # runs of different recipes: one row per recipe, never pooled
+        rec = rec.assign(variant=rec["config_id"].fillna("?").map(labels))
+        index = ["variant", *index]
+    if "recipe" in rec.columns and (rec["recipe"].fillna(profile) != profile).any():
+        index = ["recipe", *index]  # a modified recipe says so in every output
     cols = spec.get("columns")
     keys = index + ([cols] if cols else [])
     frames = []
@@ -117,10 +159,8 @@ def records_table(spec: dict[str, Any], records: pd.DataFrame, profile: str) -> 
     if not frames:
         return pd.DataFrame()
     long = pd.concat(frames, ignore_index=True)
-    long["cell"] = [
-        f"{fmt_value(m, spec.get('fmt', 'sci'))} ± {fmt_value(0.0 if np.isnan(s) else s, spec.get('fmt', 'sci'))}"
-        for m, s in zip(long["mean"], long["std"])
-    ]
+    long["cell"] = [fmt_mean_std(m, s, int(c), spec.get("fmt", "sci"))
+                    for m, s, c in zip(long["mean"], long["std"], long["count"])]
     if cols:
         wide = long.pivot_table(index=["metric", *index], columns=cols, values="cell", aggfunc="first")
         return wide.reset_index()

@@ -111,7 +111,11 @@ class SamplingCoreset(DataCoresetMethod):
     A logistic coreset holding a single class (no minimiser) is redrawn.
     """
 
+    BOUNDS = ("auto", "uniform", "leverage", "near_convex")
+
     def __init__(self, name: str = "sensitivity", bound: str = "auto", reps: int = 100, max_redraws: int = 1000) -> None:
+        if bound not in self.BOUNDS:
+            raise ConfigError(f"{name}: unknown sensitivity bound '{bound}'; choose one of {', '.join(self.BOUNDS)}")
         self.name, self.bound, self.reps, self.max_redraws = name, bound, int(reps), int(max_redraws)
 
     def build(self, problem, sizes, seed, queries=None, progress=no_progress) -> CoresetBatch:

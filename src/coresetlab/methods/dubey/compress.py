@@ -1,6 +1,6 @@
 """Layer-wise coreset compression with a data-driven rank search (Dubey et al. 2018, §3.3–3.6).
 
-Each conv/linear layer ``k`` (in order of descending parameter count, like AP) is replaced by a rank
+Each conv/linear layer ``k`` (from the shallowest, §3.6; or by descending parameter count like AP) is replaced by a rank
 ``N̂_k`` factorisation (:class:`.layers.Factorized`) from Coreset-K, -S, -A or the SVD baseline.
 ``N̂_k`` is the smallest rank keeping the accuracy within ``tol`` of the pre-coreset network, found by
 binary search on a random fraction ``s`` of the training data (paper: s = 0.005, tol = 0.5 %); earlier
@@ -203,7 +203,7 @@ def coreset_compress(
     y: torch.Tensor,
     tol: float = 0.005,
     importance_x: torch.Tensor | None = None,
-    order: str = "params",
+    order: str = "forward",
     layers: Iterable[str] | None = None,
     batch_size: int = 2000,
     progress: Callable[[Iterable[str]], Iterable[str]] | None = None,

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from coresetlab.errors import DataError
+
 
 def _lra(a: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Best rank-``rank`` factors ``(U′Σ′, V′ᵀ)`` of ``a`` in Frobenius norm (Eckart–Young).
@@ -64,11 +66,24 @@ def filter_importance(activation_norms: torch.Tensor) -> torch.Tensor:
     """Eq. 6: ``i(f) = mean_s ‖A^f(s)‖_F`` normalised over the layer's filters (sums to 1).
 
     ``activation_norms`` is either the per-sample norms ``(S, N)`` or their mean ``(N,)``.
+
+    Raises :class:`~coresetlab.errors.DataError` when a norm is NaN/Inf or negative (a diverged model or
+    overflowing activations: there is no meaningful importance, and a silent fallback would hide it).
+    If every filter's response is exactly zero on the data, the weighted objective of Eq. 7 is zero for
+    every factorisation, so uniform importance (Coreset-K) is returned: exact, not an approximation.
     """
     m = activation_norms.mean(0) if activation_norms.ndim == 2 else activation_norms
+    bad = ~torch.isfinite(m)
+    if bool(bad.any()):
+        raise DataError(f"non-finite filter activation norms for {int(bad.sum())} of {len(m)} filters (NaN/Inf "
+                        "in the layer's weights or inputs): cannot compute Coreset-A's importance (Eq. 6)")
+    if bool((m < 0).any()):
+        raise DataError(f"negative filter activation norms ({int((m < 0).sum())} of {len(m)}): not norms")
     total = m.sum()
-    if not torch.isfinite(total) or total <= 0:
-        return torch.full_like(m, 1.0 / len(m))
+    if not torch.isfinite(total):
+        raise DataError(f"the sum of the filter activation norms overflows ({float(total)}): cannot normalise")
+    if total <= 0:
+        return torch.full_like(m, 1.0 / len(m))  # exact: the layer outputs zero on every sample (see above)
     return m / total
 
 

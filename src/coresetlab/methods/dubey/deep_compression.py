@@ -37,13 +37,20 @@ def layer_kind(m: nn.Module) -> str:
 
 
 def _per_layer(value: float | dict[str, float], name: str, m: nn.Module) -> float:
-    """A scalar, or a dict keyed by layer name (exact or prefix) or by kind ``conv`` / ``linear``."""
+    """A scalar, or a dict keyed by layer name (exact or prefix, e.g. ``fc1`` covers both halves
+    ``fc1.basis`` / ``fc1.mix`` of a factorised layer) or by kind ``conv`` / ``linear``.
+
+    A layer the dict does not cover is an error (a schedule written for another network must not
+    silently leave layers unpruned)."""
     if not isinstance(value, dict):
         return float(value)
     for key in sorted(value, key=len, reverse=True):
         if key not in ("conv", "linear") and (name == key or name.startswith(key + ".")):
             return float(value[key])
-    return float(value.get(layer_kind(m), 0.0))
+    if layer_kind(m) not in value:
+        raise ValueError(f"layer '{name}' ({layer_kind(m)}) is not covered by {sorted(value)}: give its name, "
+                         "a prefix of it, or its kind (conv / linear)")
+    return float(value[layer_kind(m)])
 
 
 class Masked(nn.Module):
@@ -188,6 +195,7 @@ class DCConfig:
     kind (``conv`` / ``linear``)."""
 
     prune: float | dict[str, float] = field(default_factory=lambda: {"conv": 0.5, "linear": 0.8})
+    keep_scale: float = 1.0  # multiplies every layer's kept fraction 1 - prune (capped at 1): see effective_prune
     prune_steps: int = 1  # iterative pruning: the fraction ramps up linearly, retraining after each step
     retrain_epochs: int = 1
     bits: int | dict[str, int] = field(default_factory=lambda: {"conv": 8, "linear": 5})
@@ -195,9 +203,77 @@ class DCConfig:
     finetune_epochs: int = 1
     gap_bits: int | dict[str, int] = 5
 
+    def __post_init__(self) -> None:
+        if not float(self.keep_scale) > 0:
+            raise ValueError(f"keep_scale must be > 0, got {self.keep_scale}")
+        values = self.prune.values() if isinstance(self.prune, dict) else [self.prune]
+        if any(not 0 <= float(v) < 1 for v in values):
+            raise ValueError(f"prune fractions must lie in [0, 1), got {self.prune}")
+
+
+def effective_prune(prune: float | dict[str, float], keep_scale: float) -> float | dict[str, float]:
+    """Pruned fractions after scaling every kept fraction: ``p ↦ 1 − min(1, (1 − p) · keep_scale)``.
+
+    ``keep_scale`` < 1 prunes more (Han et al.'s LeNet-5 rates at 0.5 keep half as many weights per layer),
+    > 1 less; the layers keep their relative allocation."""
+    def f(p: float) -> float:
+        return 1.0 - min(1.0, (1.0 - float(p)) * float(keep_scale))
+
+    return {k: f(v) for k, v in prune.items()} if isinstance(prune, dict) else f(prune)
+
 
 def _scaled(prune: float | dict[str, float], s: float) -> float | dict[str, float]:
     return {k: v * s for k, v in prune.items()} if isinstance(prune, dict) else prune * s
+
+
+def _share_and_finetune(
+    model: nn.Module, cfg: DCConfig, epochs: int, train: Callable[[nn.Module, int, str], None], phase: str
+) -> tuple[nn.Module, dict[str, Quantized]]:
+    """k-means weight sharing of a copy of the pruned ``model`` + centroid fine-tuning (Han et al. 2016 §3)."""
+    model = copy.deepcopy(model)
+    quantize(model, cfg.bits, cfg.kmeans_iters)
+    if epochs > 0:
+        train(model, int(epochs), phase)
+    quantized = export_quantized(model)
+    bake(model)
+    return model, quantized
+
+
+def deep_compress_path(
+    model: nn.Module, cfg: DCConfig, keep_scales: list[float], train: Callable[[nn.Module, int, str], None],
+    retrain_epochs: int | None = None, finetune_epochs: int | None = None,
+) -> Iterator[tuple[float, nn.Module, dict[str, Quantized]]]:
+    """Deep Compression at several operating points of one schedule, as one iterative pruning chain.
+
+    The points are ``effective_prune(cfg.prune, s)`` for ``s`` in ``keep_scales``, visited from the least
+    to the most pruning (Han et al. 2015's iterative pruning: each step prunes the retrained survivors
+    of the previous one further, so a pruned weight stays pruned). The first point ramps up in
+    ``cfg.prune_steps`` steps of ``cfg.retrain_epochs`` retraining each (exactly :func:`deep_compress`);
+    every later point is one more pruning step with ``retrain_epochs`` (default ``cfg.retrain_epochs``).
+    At each point a copy is weight-shared by k-means and its centroids fine-tuned (``cfg.finetune_epochs``
+    for the first point, ``finetune_epochs`` after). Yields ``(s, model, quantized)`` lazily, so the caller
+    may stop the chain (and its retraining) early. Cost: ``(prune_steps − 1)·R + n·(R + F)`` epochs for
+    ``n`` points instead of ``n·(prune_steps·R + F)`` for independent runs.
+    """
+    scales = sorted({float(s) for s in keep_scales}, reverse=True)
+    if not scales or scales[-1] <= 0:
+        raise ValueError(f"keep_scales must be a non-empty list of values > 0, got {keep_scales}")
+    later_r = cfg.retrain_epochs if retrain_epochs is None else retrain_epochs
+    later_f = cfg.finetune_epochs if finetune_epochs is None else finetune_epochs
+    work = copy.deepcopy(model)
+    for i, s in enumerate(scales):
+        target = effective_prune(cfg.prune, s)
+        steps = max(1, int(cfg.prune_steps)) if i == 0 else 1
+        epochs = int(cfg.retrain_epochs) if i == 0 else int(later_r)
+        tag = "" if i == 0 else f"_k{s:g}"
+        for step in range(1, steps + 1):
+            apply_masks(work, magnitude_masks(work, _scaled(target, step / steps)))
+            if epochs > 0:
+                train(work, epochs, f"dc_prune{step}{tag}")
+            bake(work)
+        out, quantized = _share_and_finetune(work, cfg, cfg.finetune_epochs if i == 0 else later_f, train,
+                                             f"dc_quantize{tag}")
+        yield s, out, quantized
 
 
 def deep_compress(
@@ -206,19 +282,21 @@ def deep_compress(
     """Prune (+ retrain) -> share weights by k-means (+ fine-tune centroids) on a copy of ``model``.
 
     ``train(model, epochs, phase)`` trains in place (the caller's trainer); the parametrisations keep
-    pruned weights at zero and tie shared weights during it. Returns the baked model (plain tensors)
-    and its :class:`Quantized` layers for :func:`.serialize.save_model`.
+    pruned weights at zero and tie shared weights during it. The pruning fractions are
+    ``effective_prune(cfg.prune, cfg.keep_scale)``, reached in ``cfg.prune_steps`` linear steps. Returns
+    the baked model (plain tensors) and its :class:`Quantized` layers for :func:`.serialize.save_model`.
     """
-    model = copy.deepcopy(model)
-    steps = max(1, int(cfg.prune_steps))
-    for step in range(1, steps + 1):
-        apply_masks(model, magnitude_masks(model, _scaled(cfg.prune, step / steps)))
-        if cfg.retrain_epochs > 0:
-            train(model, int(cfg.retrain_epochs), f"dc_prune{step}")
-        bake(model)
-    quantize(model, cfg.bits, cfg.kmeans_iters)
-    if cfg.finetune_epochs > 0:
-        train(model, int(cfg.finetune_epochs), "dc_quantize")
-    quantized = export_quantized(model)
-    bake(model)
-    return model, quantized
+    _, out, quantized = next(deep_compress_path(model, cfg, [cfg.keep_scale], train))
+    return out, quantized
+
+
+def select_point(val_errs: list[float], factors: list[float], bound: float) -> tuple[int, bool]:
+    """The operating point chosen on validation: the largest compression factor among the points with
+    validation error <= ``bound``; if none passes, the point of lowest validation error (flagged).
+    Returns ``(index, passed)``. Ties in factor go to the lower validation error."""
+    if not val_errs or len(val_errs) != len(factors):
+        raise ValueError("select_point needs one validation error per factor, at least one point")
+    ok = [i for i, e in enumerate(val_errs) if e <= bound]
+    if ok:
+        return max(ok, key=lambda i: (factors[i], -val_errs[i])), True
+    return min(range(len(val_errs)), key=lambda i: (val_errs[i], -factors[i])), False

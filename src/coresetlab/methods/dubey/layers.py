@@ -128,6 +128,13 @@ def factorize(
     return Factorized(basis, mix)
 
 
+def factorized_params(d: int, n: int, rank: int) -> int:
+    """Parameters of :class:`Factorized` at ``rank`` for a ``d × N`` layer matrix (bias row counted in ``d``):
+    ``Ŵ`` has ``d·r`` (its last row is the basis bias) and ``D`` has ``r·N``, so ``r·(d + N)``. At rank 1 a
+    layer therefore keeps at least ``(d + N) / (d·N)`` of its parameters (LeNet-5 conv1: 46/520 = 8.8 %)."""
+    return int(rank) * (int(d) + int(n))
+
+
 def break_even_rank(d: int, n: int) -> int:
     """Largest rank ``r`` whose factorisation has fewer parameters than the dense ``d × N`` layer."""
     return max(0, math.ceil(d * n / (d + n)) - 1)

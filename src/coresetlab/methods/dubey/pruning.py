@@ -54,7 +54,8 @@ class APResult:
 
 
 def layer_order(model: nn.Module, names: Iterable[str], order: str = "params") -> list[str]:
-    """``params``: descending parameter count (the paper's order; ties in network order); ``forward``: as given."""
+    """``params``: descending parameter count (ties in network order) — the paper's order for AP (§3.6 step 1);
+    ``forward``: as given, i.e. from the shallowest layer — the paper's order for the coreset rank search (§3.6)."""
     names = list(names)
     if order == "forward":
         return names

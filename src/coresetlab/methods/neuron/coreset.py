@@ -59,6 +59,7 @@ from coresetlab.errors import ConfigError
 from coresetlab.methods.shared.mlp_surgery import neuron_points  # noqa: F401  (re-exported)
 from coresetlab.methods.shared.sampling import (  # noqa: F401  (re-exported)
     SIZE_MODES,
+    WEIGHTINGS,
     WeightedSample,
     draw_m,
     draw_until_distinct,
@@ -71,6 +72,7 @@ sample_neurons = importance_sample  # Algorithm 2, lines 3-6
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
 METHODS = ("coreset", "uniform", "percentile")
+BOUNDS = ("sup", "endpoint")
 
 
 def soft_clipping(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
@@ -179,19 +181,21 @@ def select_neurons(
     beta: float = 1.0,
     bound: str = "sup",
     generator: torch.Generator | None = None,
+    weighting: str = "inclusion",
 ) -> NeuronSample:
     """Select (and reweight) neurons of a layer with ``method`` in :data:`METHODS`.
 
     ``coreset``: Algorithm 2 (Algorithm 1 if ``out_weights`` is 1-D); ``uniform``: Algorithm 1/2 with
-    ``pr = 1/n`` (reweighted); ``percentile``: top-``size`` by ``‖p‖`` (unweighted).
+    ``pr = 1/n`` (reweighted); ``percentile``: top-``size`` by ``‖p‖`` (unweighted). ``weighting`` of the
+    sampled ones: see :mod:`coresetlab.methods.shared.sampling` (``inclusion``: unbiased ``1/π``).
     """
     n = points.shape[0]
     if method == "coreset":
         probs = sensitivity(points, out_weights, activation, beta, bound)
-        return sample_neurons(probs, size, size_mode, generator)
+        return sample_neurons(probs, size, size_mode, generator, weighting)
     if method == "uniform":
         probs = torch.full((n,), 1.0 / n, dtype=torch.float64)
-        return sample_neurons(probs, size, size_mode, generator)
+        return sample_neurons(probs, size, size_mode, generator, weighting)
     if method == "percentile":
         return top_k_by_norm(points, size)
     raise ConfigError(f"unknown neuron selection method '{method}', choose one of {', '.join(METHODS)}")
@@ -210,12 +214,17 @@ class NeuronSelector:
     beta: float | None = 1.0
     bound: str = "sup"
     name: str | None = None
+    weighting: str = "inclusion"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"unknown neuron selection method '{self.method}', choose one of {', '.join(METHODS)}")
         if self.size_mode not in SIZE_MODES:
             raise ConfigError(f"size_mode must be one of {SIZE_MODES}, got '{self.size_mode}'")
+        if self.weighting not in WEIGHTINGS:
+            raise ConfigError(f"weighting must be one of {WEIGHTINGS}, got '{self.weighting}'")
+        if self.bound not in BOUNDS:
+            raise ConfigError(f"bound must be one of {BOUNDS}, got '{self.bound}'")
         self.name = self.name or f"neuron_{self.method}"
 
     def __call__(
@@ -230,7 +239,7 @@ class NeuronSelector:
         beta = beta_override if self.beta is None and beta_override is not None else (self.beta or 1.0)
         return select_neurons(
             self.method, points, out_weights, size, size_mode=self.size_mode, activation=activation,
-            beta=float(beta), bound=self.bound, generator=generator,
+            beta=float(beta), bound=self.bound, generator=generator, weighting=self.weighting,
         )
 
 

@@ -1,9 +1,21 @@
 """Importance sampling shared by every coreset of this project (neurons, filters, entries).
 
 Sensitivity sampling (Braverman et al.; Mussay et al. ICLR 2020, Algorithm 2 lines 3-6): draw items
-i.i.d. from a distribution ``pr`` and weight a kept item ``q`` by ``count(q) / (m · pr(q))``; the
-weighted sum over the sample is then an unbiased estimate of the full sum. The structured (filter)
-coresets reuse exactly these functions for conv channels.
+i.i.d. from a distribution ``pr``, keep the distinct items drawn and reweight them so that the weighted
+sum over the sample estimates the full sum. The structured (filter) coresets reuse exactly these
+functions for conv channels.
+
+Size modes: ``m`` -- exactly ``m`` i.i.d. draws (the paper: ``|C| ≤ m``); ``distinct`` -- draws until
+``k`` distinct items were drawn (the authors' code, to hit a target width; ``m`` is then random).
+
+Weightings of a kept item ``q`` (``weighting``):
+
+* ``inclusion`` (default) -- the Horvitz–Thompson weight ``1 / π(q)``, ``π(q)`` the exact probability that
+  the scheme keeps ``q`` (:mod:`.inclusion`): unbiased in both size modes, ``E[1{q kept} / π(q)] = 1``.
+* ``counts`` -- Algorithm 2's ``count(q) / (m · pr(q))``: unbiased for ``size_mode="m"`` (``E[count] = m pr``)
+  but **biased** for ``distinct``, where ``m`` depends on the draws: two items with ``pr = (0.9, 0.1)``
+  and ``k = 2`` (both always kept) get ``E[scale] ≈ (0.88, 2.08)`` instead of ``(1, 1)``. Kept as the
+  authors' variant.
 """
 
 from __future__ import annotations
@@ -14,8 +26,10 @@ from dataclasses import dataclass
 import torch
 
 from coresetlab.errors import ConfigError
+from coresetlab.methods.shared.inclusion import inclusion_probabilities_distinct, inclusion_probabilities_iid
 
 SIZE_MODES = ("distinct", "m")
+WEIGHTINGS = ("inclusion", "counts")
 
 
 def draw_m(probs: torch.Tensor, m: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -58,8 +72,9 @@ def draw_until_distinct(
 class WeightedSample:
     """The result of a selection: which items (neurons, channels) of layer ``i`` to keep and how to reweight.
 
-    ``indices``: sorted distinct kept neurons ``C``; ``scale``: per kept neuron the factor
-    ``count(q) / (m · pr(q))`` that turns ``w_j(q)`` into ``u_j(q)`` (1 for unweighted selections);
+    ``indices``: sorted distinct kept neurons ``C``; ``scale``: per kept neuron the factor that turns
+    ``w_j(q)`` into ``u_j(q)`` -- ``1/π(q)`` or ``count(q) / (m · pr(q))`` (see the module docstring; 1 for
+    unweighted selections);
     ``m``: number of draws (0 for deterministic selections); ``probs``: the sampling distribution.
     """
 
@@ -79,12 +94,17 @@ class WeightedSample:
 
 
 def importance_sample(
-    probs: torch.Tensor, size: int, size_mode: str = "distinct", generator: torch.Generator | None = None
+    probs: torch.Tensor, size: int, size_mode: str = "distinct", generator: torch.Generator | None = None,
+    weighting: str = "inclusion",
 ) -> WeightedSample:
     """Importance-sample neurons from ``pr = probs`` (Algorithm 2, lines 3-6) and reweight them.
 
     ``size_mode="m"``: ``size`` i.i.d. draws; ``"distinct"``: draw until ``size`` distinct neurons.
+    ``weighting``: ``"inclusion"`` (``1/π``, unbiased) or ``"counts"`` (``count/(m·pr)``; biased with
+    ``"distinct"``), see the module docstring.
     """
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(f"weighting must be one of {WEIGHTINGS}, got '{weighting}'")
     if size_mode == "m":
         counts, m = draw_m(probs, int(size), generator), int(size)
     elif size_mode == "distinct":
@@ -92,5 +112,9 @@ def importance_sample(
     else:
         raise ConfigError(f"size_mode must be one of {SIZE_MODES}, got '{size_mode}'")
     idx = torch.nonzero(counts, as_tuple=True)[0]
-    scale = counts[idx].to(torch.float64) / (m * probs.to(torch.float64)[idx])
+    if weighting == "counts":
+        scale = counts[idx].to(torch.float64) / (m * probs.to(torch.float64)[idx])
+    else:
+        pi = inclusion_probabilities_iid(probs, m) if size_mode == "m" else inclusion_probabilities_distinct(probs, int(size))
+        scale = 1.0 / pi[idx]
     return WeightedSample(indices=idx, scale=scale, m=m, probs=probs)

@@ -187,7 +187,7 @@ def run_activations(cfg: DictConfig, ctx) -> dict[str, Any]:
             for r in mine:
                 r.update({"activation": str(act), "m": r["size"], "err_unit": r["err_avg"] / unit})
             rows += mine
-            for label in sels:
+            for label in sels if len(set(t.ms)) > 1 else ():  # a slope needs two sizes (NaN is never a metric)
                 metrics[f"slope_{act}_{label}"] = _slope([r for r in mine if r["method"] == label])
     metrics.update(_summary(rows, "activation"))
     return {

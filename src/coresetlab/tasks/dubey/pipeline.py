@@ -1,0 +1,246 @@
+"""State and stages shared by the variants of one Dubey et al. (ECCV 2018) run: data, parent, AP, the coreset
+stage, Deep Compression's operating points, serialisation and timing (:mod:`.compression` drives it).
+
+Definitions (also in the report manifests):
+
+* top-1 error = 1 − test accuracy of the model *decoded from its file*; its size is the file's size;
+* per-layer retained fraction (Table 5) = parameters of the compressed layer (coreset filters + decompression
+  matrix, after AP) / parameters of the parent's layer; ``fraction_dc_nonzero`` = nonzero weights after Deep
+  Compression / parameters of the parent's layer; ``fraction_rank1`` = the smallest fraction a
+  factorisation of the layer entering the coreset stage can keep (rank 1: ``(d + N)`` parameters);
+* inference time = median wall time of one forward pass over a batch on the CPU (``torch_threads``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from coresetlab.lit import ClassifierModule, fit_module, get_parent
+from coresetlab.methods.dubey import DubeyMethod, Variant, apply_ap, coreset_compress
+from coresetlab.methods.dubey.deep_compression import apply_masks, bake, magnitude_masks
+from coresetlab.methods.dubey.evaluation import accuracy
+from coresetlab.methods.dubey.layers import (
+    compressible_layers,
+    factorized_params,
+    get_module,
+    n_outputs,
+    n_params,
+    weight_matrix,
+)
+from coresetlab.methods.dubey.pruning import activation_prune
+from coresetlab.methods.dubey.serialize import load_model, save_model
+from coresetlab.models import count_params
+from coresetlab.records import write_json_atomic
+from coresetlab.tasks.dubey.dc_curve import run_dc_curve
+
+log = logging.getLogger("coresetlab")
+
+
+def _subset(n: int, fraction: float, gen: torch.Generator) -> torch.Tensor:
+    """A seeded random subset of ``range(n)`` of ``max(1, round(fraction · n))`` indices."""
+    k = max(1, int(round(fraction * n)))
+    return torch.randperm(n, generator=gen)[:k].sort().values
+
+
+@torch.inference_mode()
+def time_per_batch(model: nn.Module, x: torch.Tensor, reps: int, warmup: int = 3) -> float:
+    """Median wall time (ms) of ``model(x)`` over ``reps`` runs after ``warmup`` runs (eval mode)."""
+    model.eval()
+    for _ in range(warmup):
+        model(x)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(torch.tensor(times).median())
+
+
+def _rank1_params(layer: nn.Module) -> int:
+    """Parameters of the rank-1 factorisation of a dense conv/linear layer (its own size if factorised)."""
+    if not isinstance(layer, nn.Conv2d | nn.Linear):
+        return n_params(layer)
+    d, n = weight_matrix(layer).shape
+    return min(factorized_params(d, n, 1), n_params(layer))
+
+
+def layer_rows(variant: str, parent: nn.Module, before: nn.Module, after: nn.Module,
+               outcomes: dict[str, Any], dc_model: nn.Module | None) -> list[dict[str, Any]]:
+    """Table 5 rows: per parent layer, parameters and filters at each stage and the retained fractions."""
+    rows = []
+    for name in compressible_layers(parent):
+        p_parent = n_params(get_module(parent, name))
+        m_before, m_after = get_module(before, name), get_module(after, name)
+        o = outcomes.get(name)
+        row = {
+            "table": "layers", "variant": variant, "layer": name, "params_parent": p_parent,
+            "params_before_coreset": n_params(m_before), "params_after": n_params(m_after),
+            "fraction": n_params(m_after) / p_parent, "fraction_rank1": _rank1_params(m_before) / p_parent,
+            "filters_parent": n_outputs(get_module(parent, name)),
+            "filters_before_coreset": n_outputs(m_before), "filters_after": n_outputs(m_after),
+            "rank": None if o is None else o.rank, "alpha": None if o is None else o.alpha,
+        }
+        if dc_model is not None:
+            nz = sum(int((p != 0).sum()) for p in get_module(dc_model, name).parameters())
+            row["fraction_dc_nonzero"] = nz / p_parent
+        rows.append(row)
+    return rows
+
+
+class Pipeline:
+    """State shared by the variants of one run: data, parent, AP result, trainer glue."""
+
+    def __init__(self, cfg: DictConfig, ctx, method: DubeyMethod) -> None:
+        self.cfg, self.ctx, self.method, self.t = cfg, ctx, method, cfg.task
+        with ctx.stage("data"):
+            self.dm = instantiate(cfg.dataset)
+            self.dm.setup()
+        with ctx.stage("parent"):
+            self.parent, self.pinfo = get_parent(ctx, self.dm, cfg.model, self.t.parent)
+        self.parent.eval()
+        tr, va, te = self.dm.dataset("train_eval"), self.dm.dataset("val"), self.dm.dataset("test")
+        self.x_tr, self.y_tr, self.x_te, self.y_te = tr.x, tr.y, te.x, te.y
+        self.x_va, self.y_va = va.x, va.y
+        gen = torch.Generator().manual_seed(ctx.seed)
+        n = len(self.y_tr)
+        ap, cs = method.ap, method.search
+        self.idx = {
+            "ap_eval": _subset(n, ap.eval_fraction, gen), "ap_score": _subset(n, ap.score_fraction, gen),
+            "search": _subset(n, cs.sample_fraction, gen), "importance": _subset(n, cs.importance_fraction, gen),
+        }
+        self.base_config = OmegaConf.to_container(cfg.model, resolve=True)
+        self.models_dir = ctx.out_dir / "models"
+        self._ap: tuple[nn.Module, dict[str, Any]] | None = None
+        self.parent_val_acc = self.val_acc(self.parent)
+        self.parent_params = count_params(self.parent)
+        with ctx.stage("serialize"):
+            self.parent_size = save_model(self.parent, self.models_dir / "parent.dcnn", self.base_config)
+        self.parent_bytes = self.parent_size.file_bytes
+
+    # -- helpers ------------------------------------------------------------------------------------------
+    def data(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
+        i = self.idx[which]
+        return self.x_tr[i], self.y_tr[i]
+
+    def test_acc(self, model: nn.Module) -> float:
+        return accuracy(model, self.x_te, self.y_te, int(self.method.search.batch_size))
+
+    def val_acc(self, model: nn.Module) -> float:
+        """Validation accuracy: what selections and searches may optimise; test accuracy is only reported."""
+        return accuracy(model, self.x_va, self.y_va, int(self.method.search.batch_size))
+
+    def train(self, model: nn.Module, epochs: int, phase: str) -> None:
+        rt = self.t.retrain
+        module = ClassifierModule(model, instantiate(rt.optimizer))
+        fit_module(self.ctx, module, self.dm.loader("train", int(rt.batch_size)), self.dm.loader("val"),
+                   phase=phase, epochs=int(epochs), monitor="val_acc", mode="max")
+        model.eval()
+
+    def progress(self, desc: str):
+        return lambda it: self.ctx.progress(it, desc=desc)
+
+    def save(self, model: nn.Module, name: str, quantized=None, gap_bits=5, variant: str | None = None):
+        """Write ``model`` to ``models/<name>.dcnn``; returns ``(path, size, decoded model)``."""
+        path = self.models_dir / f"{name}.dcnn"
+        size = save_model(model, path, self.base_config, quantized, gap_bits, extra={"variant": variant or name})
+        loaded, _ = load_model(path)
+        return path, size, loaded.eval()
+
+    # -- AP (cached by parent + settings + data subset) ---------------------------------------------------
+    def ap_model(self) -> tuple[nn.Module, dict[str, Any]]:
+        if self._ap is not None:
+            return self._ap
+        ap = self.method.ap
+        subsets = hashlib.sha256(self.idx["ap_eval"].numpy().tobytes() + self.idx["ap_score"].numpy().tobytes())
+        ident = {"parent": self.pinfo["key"], "ap": vars(ap), "n_train": len(self.y_tr),
+                 "subsets": subsets.hexdigest()}
+        key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+        cache = self.ctx.cache_dir / "dubey_ap" / f"{key}.json"
+        with self.ctx.stage("ap"):
+            if cache.exists():
+                summary = json.loads(cache.read_text())
+                model = apply_ap(self.parent, summary["kept"])
+                summary["cached"] = True
+                log.info("AP: reused %s", cache)
+            else:
+                x, y = self.data("ap_eval")
+                xs, _ = self.data("ap_score")
+                model, res = activation_prune(self.parent, x, y, ap.tol, ap.order, score_x=xs,
+                                              batch_size=int(ap.batch_size), progress=self.progress("AP"))
+                summary = {**res.summary(), "kept": res.kept, "cached": False}
+                write_json_atomic(cache, {k: v for k, v in summary.items() if k != "cached"})
+        self._ap = (model.eval(), summary)
+        return self._ap
+
+    def coreset(self, base: nn.Module, v: Variant, tol: float):
+        """The coreset stage of ``v`` on ``base`` with rank-search tolerance ``tol`` (§3.6)."""
+        m = self.method
+        xs, ys = self.data("search")
+        return coreset_compress(
+            base, m.coreset_config(v.kind, self.ctx.seed), xs, ys, tol,
+            importance_x=self.data("importance")[0] if v.kind == "a" else None, order=m.search.order,
+            batch_size=int(m.search.batch_size), progress=self.progress(f"coreset-{v.name}"),
+            search=m.search.rank_search, budget=m.search.budget,
+        )
+
+    # -- one variant --------------------------------------------------------------------------------------
+    def run_variant(self, v: Variant) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        """AP -> coreset -> Deep Compression (its operating points, one chosen on validation) -> file."""
+        m, base = self.method, self.parent
+        extra: dict[str, Any] = {}
+        if v.ap:
+            base, extra["ap"] = self.ap_model()
+        model, outcomes = base, {}
+        if v.kind:
+            with self.ctx.stage(f"coreset_{v.name}"):
+                model, outs, info = self.coreset(base, v, m.search.tol)
+            outcomes = {o.name: o for o in outs}
+            extra["coreset"] = info
+        model.eval()
+        pre_test, pre_val = self.test_acc(model), self.val_acc(model)
+        metrics: dict[str, Any] = {"coreset_test_acc": pre_test, "coreset_test_err": 1 - pre_test,
+                                   "coreset_val_err": 1 - pre_val}
+        rows: list[dict[str, Any]] = []
+        dc_model = None
+        if v.deep_compression:
+            with self.ctx.stage(f"dc_{v.name}"):
+                chosen, rows, extra["dc"] = run_dc_curve(self, v, model, 1 - pre_val)
+            dc_model, path, size, loaded = chosen["model"], chosen["path"], chosen["size"], chosen["loaded"]
+            nz = sum(int((p != 0).sum()) for p in dc_model.parameters())
+            metrics.update({"nonzero_params": nz, "dc_acc_drop": pre_test - chosen["test_acc"],
+                            "dc_keep_scale": chosen["keep_scale"], "dc_selected_passed": float(chosen["passed"]),
+                            "dc_points": len(rows)})
+        else:
+            with self.ctx.stage("serialize"):
+                path, size, loaded = self.save(model, v.name, variant=v.name)
+        with self.ctx.stage("runtime"):
+            ms = time_per_batch(model, self.x_te[: int(self.t.runtime.batch_size)], int(self.t.runtime.reps))
+        acc, val = self.test_acc(loaded), self.val_acc(loaded)
+        metrics.update({
+            "test_acc": acc, "test_err": 1 - acc, "val_acc": val, "val_err": 1 - val,
+            "params": count_params(model), "param_factor": count_params(self.parent) / count_params(model),
+            "bytes": size.file_bytes, "header_bytes": size.header_bytes, "ms_per_batch": ms,
+        })
+        rows = layer_rows(v.name, self.parent, base, model, outcomes, dc_model) + rows
+        extra["file"] = {"path": str(path), "bytes": size.file_bytes, "header_bytes": size.header_bytes,
+                         "tensors": size.parts}
+        return metrics, rows, extra
+
+    def pruned(self, keep: float, epochs: int) -> nn.Module:
+        """Han et al. 2015 magnitude pruning of every layer of the parent to keep ``keep``, + retraining."""
+        model = copy.deepcopy(self.parent)
+        apply_masks(model, magnitude_masks(model, 1 - keep))
+        if epochs > 0:
+            self.train(model, epochs, f"sweep_prune_{keep:g}")
+        bake(model)
+        return model.eval()
