@@ -91,7 +91,7 @@ class FineTuneModule(ClassifierModule):
 
 
 class EpochHistory(pl.Callback):
-    """Record the validation metrics (``keys``) after every training epoch (sanity checks skipped)."""
+    """Record the validation metrics (``keys``) and the learning rate after every epoch (sanity checks skipped)."""
 
     def __init__(self, keys: tuple[str, ...] = ("val_loss", "val_acc")) -> None:
         self.keys = keys
@@ -101,7 +101,10 @@ class EpochHistory(pl.Callback):
         if trainer.sanity_checking:
             return
         m = trainer.callback_metrics
-        self.rows.append({k: float(m[k]) for k in self.keys if k in m})
+        row = {k: float(m[k]) for k in self.keys if k in m}
+        if trainer.optimizers:
+            row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        self.rows.append(row)
 
 
 def epochs_to_tolerance(values: list[float], tol: float, mode: str = "max") -> int:

@@ -121,14 +121,16 @@ def finetune(ctx, model: nn.Module, dm, ft_cfg: DictConfig, phase: str, teacher:
     best-validation weights are kept. Returns ``epochs_run``, ``best_epoch`` (0-based),
     ``epochs_to_best`` (= best_epoch + 1, the "epochs to convergence" of Figure 4), ``epochs_to_tol``
     (epochs until the validation accuracy first came within ``converged_tol`` of its best) and
-    ``val_acc_history``.
+    ``val_acc_history`` / ``lr_history`` (per epoch; the LR as seen at validation, before the epoch's
+    scheduler step).
     """
     from coresetlab.lit.finetune import EpochHistory, FineTuneModule, epochs_to_tolerance
     from coresetlab.lit.training import fit_module
 
     epochs = int(ft_cfg.epochs)
     if epochs <= 0:
-        return {"epochs_run": 0, "best_epoch": -1, "epochs_to_best": 0, "epochs_to_tol": 0, "val_acc_history": []}
+        return {"epochs_run": 0, "best_epoch": -1, "epochs_to_best": 0, "epochs_to_tol": 0, "val_acc_history": [],
+                "lr_history": []}
     monitor, mode = ft_cfg.get("monitor", "val_loss"), ft_cfg.get("mode", "min")
     alpha, temperature = _distill(ft_cfg)
     if alpha > 0 and teacher is None:
@@ -151,4 +153,5 @@ def finetune(ctx, model: nn.Module, dm, ft_cfg: DictConfig, phase: str, teacher:
     return {"epochs_run": fit["epochs"], "best_epoch": int(fit["best_epoch"]),
             "epochs_to_best": int(fit["best_epoch"]) + 1,
             "epochs_to_tol": epochs_to_tolerance(accs, float(ft_cfg.get("converged_tol", 0.002))),
-            "val_acc_history": [round(a, 5) for a in accs]}
+            "val_acc_history": [round(a, 5) for a in accs],
+            "lr_history": [r["lr"] for r in history.rows if "lr" in r]}

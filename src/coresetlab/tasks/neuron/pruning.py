@@ -77,6 +77,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
 
     rows: list[dict[str, Any]] = []
     histories: dict[str, list[list[float]]] = {}
+    lr_final: dict[str, list[float | None]] = {}
     for mi, (label, sel) in enumerate(sels.items()):
         name = f"{label}{suffix}"
         for ri, rate in enumerate(ctx.progress(rates, desc=f"{label} rates")):
@@ -110,6 +111,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
             val_after = evaluate(small, dm.loader("val"))
             params_after = count_params(small)
             histories[f"{name}_r{rate:g}"] = [r["val_acc_history"] for r in ft_runs]
+            lr_final[f"{name}_r{rate:g}"] = [r["lr_history"][-1] if r["lr_history"] else None for r in ft_runs]
             row = {
                 "method": name, "rate": rate, "hidden": "-".join(map(str, small.widths[1:-1])),
                 "params_after": params_after, "compression": 1.0 - params_after / params_before,
@@ -159,7 +161,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
         "table": rows,
         "extra": {"parent": parent_extra(pinfo), "betas": betas, "order": comp.order, "reweight": reweight,
                   "distill": bool(suffix), "prune_layers": None if prune_layers is None else list(prune_layers),
-                  "finetune_val_acc_history": histories},
+                  "finetune_val_acc_history": histories, "finetune_last_lr": lr_final},
     }
     if single:
         out["params_after"] = rows[0]["params_after"]
