@@ -43,7 +43,7 @@ def test_lenet_neuron_coreset_smoke(run_cli):
         assert key in m
     assert 0.0 <= m["test_err"] <= 1.0 and m["finetune_epochs"] >= 1
     assert m["finetune_best_epoch"] == m["finetune_epochs"] - 1 and m["finetune_epochs_run"] >= m["finetune_epochs"]
-    assert res["table"][0]["hidden"] == "28-100" and res["table"][0]["reweight"] == "outgoing"
+    assert res["table"][0]["hidden"] == "28-100" and res["table"][0]["reweight"] == "incoming"  # the default
 
 
 def test_lenet_neuron_coreset_from_scratch_smoke(run_cli):
@@ -57,10 +57,11 @@ def test_lenet_neuron_coreset_from_scratch_smoke(run_cli):
 def test_lenet_neuron_coreset_recipe_options_smoke(run_cli):
     res = _ok(run_cli, "lenet_neuron_coreset", "task.compression.reweight=incoming", "task.finetune.distill.alpha=0.5",
               "task.finetune.epochs=2",
-              "task.finetune.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:2}")
+              "task.finetune.scheduler=cosine")
     assert res["method"] == "neuron_coreset+distill"  # the distillation extension is labelled
     assert res["extra"]["reweight"] == "incoming" and res["extra"]["distill"] is True
     assert res["metrics"]["finetune_epochs_run"] == 2
+    assert res["extra"]["finetune_last_lr"]["neuron_coreset+distill_r0.9"][0] < 1e-2  # cosine over the 2 epochs
     (hist,) = res["extra"]["finetune_val_acc_history"]["neuron_coreset+distill_r0.9"]
     assert len(hist) == 2
 

@@ -108,6 +108,22 @@ def distill_suffix(ft_cfg: DictConfig) -> str:
     return "+distill" if int(ft_cfg.epochs) > 0 and _distill(ft_cfg)[0] > 0 else ""
 
 
+def _scheduler(ft_cfg: DictConfig):
+    """The ``_partial_`` LR scheduler of ``ft_cfg.scheduler``: null/``none``, a name of ``ft_cfg.schedulers``
+    or an inline ``{_target_: ...}`` config."""
+    sched = ft_cfg.get("scheduler")
+    if sched is None or sched == "none":
+        return None
+    if isinstance(sched, str):
+        named = ft_cfg.get("schedulers") or {}
+        if sched not in named:
+            raise ConfigError(f"unknown fine-tuning scheduler '{sched}', choose none or one of: {', '.join(named)}")
+        sched = named[sched]
+    if "_target_" not in sched:
+        raise ConfigError("task.finetune.scheduler needs a _target_ (e.g. torch.optim.lr_scheduler.CosineAnnealingLR)")
+    return instantiate(sched)
+
+
 def finetune(ctx, model: nn.Module, dm, ft_cfg: DictConfig, phase: str, teacher: nn.Module | None = None,
              callbacks: tuple = ()) -> dict[str, Any]:
     """Fine-tune ``model`` (in place) on the training split, selecting on the validation split.
@@ -115,7 +131,8 @@ def finetune(ctx, model: nn.Module, dm, ft_cfg: DictConfig, phase: str, teacher:
     ``ft_cfg``: ``epochs`` (maximum), ``patience`` (epochs without a new best ``monitor``; null = run
     all epochs), ``batch_size``, ``optimizer`` (``_partial_``), ``monitor``/``mode`` (default
     ``val_loss``/``min``), ``scheduler`` (optional ``_partial_`` LR scheduler, stepped per epoch;
-    ``ReduceLROnPlateau`` steps on ``scheduler_monitor``, default ``val_loss``), ``distill``
+    ``none``, a name of ``schedulers`` or an inline config; ``ReduceLROnPlateau`` steps on
+    ``scheduler_monitor``, default ``val_loss``), ``distill``
     (``{alpha, temperature}``: knowledge distillation from ``teacher``, an extension; ``alpha = 0``
     = off) and ``converged_tol`` (validation-accuracy tolerance of ``epochs_to_tol``). The
     best-validation weights are kept. Returns ``epochs_run``, ``best_epoch`` (0-based),
@@ -135,8 +152,7 @@ def finetune(ctx, model: nn.Module, dm, ft_cfg: DictConfig, phase: str, teacher:
     alpha, temperature = _distill(ft_cfg)
     if alpha > 0 and teacher is None:
         raise ConfigError("task.finetune.distill.alpha > 0 needs the parent as teacher")
-    sched_cfg = ft_cfg.get("scheduler")
-    scheduler = instantiate(sched_cfg) if sched_cfg and sched_cfg.get("_target_") else None
+    scheduler = _scheduler(ft_cfg)
     for p in model.parameters():
         p.requires_grad_(True)
     model.train()
