@@ -136,3 +136,14 @@ def test_distillation_loss_and_convergence_epochs():
     assert float(distillation_loss(s, t, y, 1.0, 4.0)) > 0.01
     assert epochs_to_tolerance([0.90, 0.975, 0.979, 0.98, 0.9795], 0.002) == 3
     assert epochs_to_tolerance([0.5, 0.4], 0.0, "min") == 2 and epochs_to_tolerance([], 0.1) == 0
+
+
+def test_fig2_abs_gaussian_panel_has_non_negative_outgoing_weights():
+    from coresetlab.tasks.neuron.approx import synthetic_layer
+
+    g = torch.Generator().manual_seed(0)
+    P, w = synthetic_layer("abs_gaussian", 500, 7, g, {"mean": 0.0, "std": 1.0})
+    assert P.shape == (500, 8) and bool((P < 0).any())  # incoming weights stay N(0, 1)
+    assert bool((w >= 0).all()) and abs(float(w.mean()) - math.sqrt(2 / math.pi)) < 0.1  # |N(0, 1)|
+    with pytest.raises(ConfigError, match="abs_gaussian"):
+        synthetic_layer("laplace", 5, 2, g, {})
