@@ -95,7 +95,8 @@ def test_worst_case_finds_known_maximum():
     assert torch.all(project_ball(torch.randn(5, 3) * 10, 1.5).norm(dim=1) <= 1.5 + 1e-6)
 
 
-def test_worst_case_at_least_average_for_coreset():
+def test_worst_case_beats_sampled_inputs_for_coreset():
+    """Started from the worst of 100 sampled ball points, the ascent never loses them and climbs above."""
     g = torch.Generator().manual_seed(0)
     P = torch.randn(50, 11, generator=g, dtype=torch.float64)
     w = torch.randn(50, generator=g, dtype=torch.float64)
@@ -106,8 +107,12 @@ def test_worst_case_at_least_average_for_coreset():
         return (nc.estimate(acts, w) - nc.estimate(acts, w, s)).abs()
 
     xs = project_ball(torch.randn(100, 10, generator=g, dtype=torch.float64), 1.0)
-    res = worst_case_search(err, 10, 1.0, restarts=4, steps=40, init=xs[:4], generator=g)
-    assert res.value >= float(err(xs).max()) * 0.999 or res.value >= float(err(xs).mean())
+    sampled = err(xs)
+    res = worst_case_search(err, 10, 1.0, restarts=4, steps=40, init=xs[sampled.topk(4).indices], generator=g)
+    assert float(res.x.norm()) <= 1.0 + 1e-9
+    assert math.isclose(res.value, float(err(res.x[None])[0]), rel_tol=1e-9)  # the value is the input's error
+    assert res.value >= float(sampled.max())  # the best start is kept
+    assert res.value >= 1.1 * float(sampled.max())  # and the ascent improves on it (measured: +23 %)
 
 
 def test_layer_fractions_budget():

@@ -1,7 +1,9 @@
-"""Initialisers of the small network ("the coreset" C) used by AutoCL model compression.
+"""The initialiser of the small network ("the coreset" C) of AutoCL model compression.
 
-The paper initialises the small network randomly; the init is pluggable so that a neuron coreset of
-the parent (Mussay et al.) can seed it instead.
+The paper initialises the small network randomly, and :class:`RandomStudent` is the only initialiser
+implemented. The task builds it from ``coreset_method`` (``_target_``) and calls
+``build(parent, datamodule, seed)``, so another initialiser with that signature could be plugged in;
+none exists (e.g. seeding the small network with a neuron coreset of the parent is not implemented).
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from torch import nn
 
 
 class RandomStudent:
-    """A freshly initialised small network built from ``model`` (a model config), seeded by ``seed``."""
+    """A freshly initialised small network built from ``model`` (a model config), seeded by ``seed``.
+
+    ``build`` ignores ``parent`` and ``datamodule`` (kept for the initialiser interface above); it
+    seeds the global torch RNG with ``seed + 1`` before instantiating the model.
+    """
 
     name = "autocl_student"
 

@@ -20,18 +20,24 @@ D. Feldman, ICLR 2020; arXiv:1907.04018). Notation of the paper:
 
     u_j(q) = Σ_{draws of q} w_j(q) / (m · pr(q)),
 
-so ``Σ_{q∈C} u_j(q) φ(qᵀx)`` is an unbiased estimate of ``Σ_p w_j(p) φ(pᵀx)`` for every ``x`` and
-``j`` (the per-layer coreset: one set ``C`` for all ``j``, Algorithm 2).
+so for a fixed ``m`` ``Σ_{q∈C} u_j(q) φ(qᵀx)`` is an unbiased estimate of ``Σ_p w_j(p) φ(pᵀx)``
+for every ``x`` and ``j`` (the per-layer coreset: one set ``C`` for all ``j``, Algorithm 2). The
+factor applied to a kept neuron's outgoing weights is the sample's ``scale``; which weighting that is
+(e.g. for the draw-until-``k``-distinct mode) is decided by :mod:`coresetlab.methods.shared.sampling`,
+and nothing here assumes one.
 
-*Corollary 8* (negative weights): a weighted set with weights of both signs is split into its
-positive and negative parts; sampling with probabilities ``∝ |w(p)| · …`` and keeping the signed
-``w`` in ``u`` is the same importance-sampling estimator applied to the sum of the two parts, so we
-use ``|w_j(p)|`` directly. *Corollary 9* (other activations): the factor ``φ(β‖p‖)`` of Theorem 7
-(non-decreasing, non-negative ``φ`` such as ReLU/sigmoid/softplus) is, in general, the largest
-``|φ(pᵀx)|`` over the ball, ``sup_{|t| ≤ β‖p‖} |φ(t)|``. We evaluate it at ``t ∈ {−r, 0, r}``
-(``r = β‖p‖``), which is exact for activations that are monotone on each side of 0 (ReLU, sigmoid,
-tanh, softplus, binary step, soft-clipping, Gaussian) and for GELU (``|gelu(−t)| < gelu(t)``). For non-negative non-decreasing ``φ`` this is
-exactly ``|φ(β‖p‖)|``, the authors' code; ``bound="endpoint"`` selects that literal formula.
+*Corollary 8* (negative weights, monotonic activations): for weights of both signs and a monotonic
+``φ: R → R`` the sensitivity is ``s(p) = sup_{x ∈ B_β} |w(p) φ(pᵀx)|``; the proof (Appendix A.3)
+splits the sum into its positive and negative parts, so sampling ``∝ |w(p)| · sup|φ|`` and keeping
+the signed ``w`` in ``u`` is the same importance-sampling estimator applied to both parts, and we use
+``|w_j(p)|`` directly. Since ``|pᵀx| ≤ β‖p‖`` on the ball, ``sup_x |φ(pᵀx)| = sup_{|t| ≤ β‖p‖} |φ(t)|``
+(the factor ``φ(β‖p‖)`` of Theorem 7 for non-negative non-decreasing ``φ``). We evaluate it at
+``t ∈ {−r, 0, r}`` (``r = β‖p‖``), which is exact for monotonic activations (Corollary 8) and also
+for the non-monotonic Gaussian of Table 2 and for activations monotone on each side of 0 (GELU:
+``|gelu(−t)| < gelu(t)``). For non-negative non-decreasing ``φ`` this is exactly ``|φ(β‖p‖)|``, the
+authors' code; ``bound="endpoint"`` selects that literal formula. *Corollary 9* (coreset per layer,
+Algorithm 2): one set ``C`` for all ``k`` next-layer neurons, with ``s(p) = max_j`` of the per-neuron
+sensitivities -- the ``max_j |w_j(p)|`` above.
 
 **β (default 1.0).** For positively homogeneous activations (ReLU) ``φ(β‖p‖) = β φ(‖p‖)`` and β
 cancels in ``pr``: the coreset does not depend on it. For saturating activations it matters; the
@@ -55,7 +61,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from coresetlab.errors import ConfigError
+from coresetlab.errors import ConfigError, DataError
 from coresetlab.methods.shared.mlp_surgery import neuron_points  # noqa: F401  (re-exported)
 from coresetlab.methods.shared.sampling import (  # noqa: F401  (re-exported)
     SIZE_MODES,
@@ -117,7 +123,7 @@ def get_activation(activation: str | Activation) -> Activation:
 
 
 def activation_bound(activation: str | Activation, radius: torch.Tensor, bound: str = "sup") -> torch.Tensor:
-    """``sup_{|t| ≤ r} |φ(t)|`` per radius (``bound="sup"``, Corollary 9) or ``|φ(r)|`` (``"endpoint"``).
+    """``sup_{|t| ≤ r} |φ(t)|`` per radius (``bound="sup"``, Corollary 8) or ``|φ(r)|`` (``"endpoint"``).
 
     The supremum is taken over ``t ∈ {−r, 0, r}``: exact for activations monotone on each side of 0.
     """
@@ -139,12 +145,18 @@ def sensitivity(
     bound: str = "sup",
     normalize: bool = True,
 ) -> torch.Tensor:
-    """Neuron sensitivities of Algorithm 2 (line 2): ``s(p) = max_j |w_j(p)| · sup_{|t|≤β‖p‖} |φ(t)|``.
+    """Neuron sensitivities of Algorithm 2 (line 1): ``s(p) = max_j |w_j(p)| · sup_{|t|≤β‖p‖} |φ(t)|``.
 
     ``points``: ``(n, d+1)`` neurons ``[W_i | b_i]``; ``out_weights``: ``(k, n)`` next-layer weights
     (``W_{i+1}``; a 1-D ``(n,)`` vector is one next neuron, Algorithm 1). Returns ``(n,)`` float64,
-    normalised to sum to 1 (the sampling distribution ``pr``) unless ``normalize=False``. If every
-    bound is 0 (all-zero weights), the uniform distribution is returned.
+    normalised to sum to 1 (the sampling distribution ``pr``) unless ``normalize=False``.
+
+    Raises :class:`~coresetlab.errors.DataError` if any sensitivity is not finite (NaN/Inf weights, or
+    an activation bound that overflows): there is no meaningful distribution to sample from, and a
+    silent fallback would hide a diverged model. If every bound is 0 the uniform distribution is
+    returned, and this is exact, not an approximation: ``s(p) = 0`` means ``w_j(p) φ(pᵀx) = 0`` for
+    every ``j`` and every ``x`` of the ball (the bound is the supremum, see :func:`activation_bound`),
+    so the layer's output is identically 0 there and every selection, with any weights, reproduces it.
     """
     if beta <= 0:
         raise ConfigError(f"beta (input-norm bound) must be > 0, got {beta}")
@@ -154,11 +166,19 @@ def sensitivity(
     wmax = w.detach().abs().amax(dim=0).to(torch.float64)
     radius = beta * points.detach().to(torch.float64).norm(dim=1)
     s = wmax * activation_bound(activation, radius, bound)
+    bad = ~torch.isfinite(s)
+    if bool(bad.any()):
+        raise DataError(
+            f"non-finite neuron sensitivities for {int(bad.sum())} of {len(s)} neurons (NaN/Inf in the layer's "
+            "weights or an overflowing activation bound): cannot build a coreset of this layer"
+        )
     if not normalize:
         return s
     total = s.sum()
-    if not torch.isfinite(total) or total <= 0:
-        return torch.full_like(s, 1.0 / len(s))
+    if not torch.isfinite(total):
+        raise DataError(f"the sum of the neuron sensitivities overflows ({float(total)}): cannot normalise")
+    if total <= 0:
+        return torch.full_like(s, 1.0 / len(s))  # exact: the layer's output is identically 0 on the ball
     return s / total
 
 

@@ -141,3 +141,52 @@ def compress_linear_layers(
                 kept += int((w != 0).sum())
         kept += 0 if layer.bias is None else layer.bias.numel()
     return model, kept
+
+
+class _Masked(nn.Module):
+    """Parametrization ``W ↦ W ⊙ M``: entries outside the kept pattern ``M`` stay 0 while fine-tuning."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight * self.mask
+
+
+class _LowRank(nn.Module):
+    """Parametrization ``W = A B`` with trainable factors (``r (in + out)`` parameters): the rank stays ``r``."""
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        super().__init__()
+        self.a, self.b = nn.Parameter(a), nn.Parameter(b)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:  # the stored dense weight is not used
+        return self.a @ self.b
+
+
+def freeze_structure(model: nn.Module, method: str, rank_tol: float = 1e-5) -> nn.Module:
+    """Constrain ``model`` (in place) so that fine-tuning keeps its compressed structure.
+
+    ``svd``: every layer of rank ``r < min(out, in)`` (singular values above ``rank_tol`` times the
+    largest) is re-parametrised as trainable factors ``W = A B`` (``A = U_r S_r^½``, ``B = S_r^½ V_rᵀ``);
+    every other method (entry-wise sparsification, CoreNet): the zero pattern of each weight is kept by
+    a fixed mask. The function is unchanged and the kept parameter count stays what
+    :func:`compress_linear_layers` reports. Layers without structure (dense) are left alone.
+    """
+    from torch.nn.utils import parametrize
+
+    for layer in model.layers:
+        w = layer.weight.detach()
+        if method == "svd":
+            u, s, vh = torch.linalg.svd(w.to(torch.float64), full_matrices=False)
+            r = int((s > rank_tol * s[0]).sum()) if len(s) and s[0] > 0 else 0
+            if 0 < r < min(w.shape):
+                root = s[:r].sqrt()
+                a, b = (u[:, :r] * root).to(w.dtype), (root[:, None] * vh[:r]).to(w.dtype)
+                parametrize.register_parametrization(layer, "weight", _LowRank(a, b), unsafe=True)
+        else:
+            mask = w != 0
+            if not bool(mask.all()):
+                parametrize.register_parametrization(layer, "weight", _Masked(mask.to(w.dtype)))
+    return model

@@ -8,6 +8,14 @@ Pruning hidden layer ``i`` to a neuron set ``C`` (Mussay et al., ICLR 2020, Sect
 * layer ``i+1`` keeps the columns ``C`` of its weight, reweighted to ``u_j(q)`` (Algorithm 2), and its
   bias unchanged.
 
+Where the reweighting goes (``reweight``): ``outgoing`` (Algorithm 2: ``u_j(q) = s_q w_j(q)`` in layer
+``i+1``), ``incoming`` (layer ``i``'s row and bias of ``q`` scaled by ``s_q > 0``, layer ``i+1`` left
+unscaled: the same function for positively homogeneous activations, ``φ(s t) = s φ(t)`` -- ReLU,
+identity -- but a different starting point for fine-tuning), or ``none`` (the kept neurons with their
+original weights: *not* the coreset's estimator; an ablation). With several pruned layers the later
+selections see the already-scaled weights, so ``incoming`` and ``outgoing`` may keep different neurons
+there; for one pruned layer they give the same network function.
+
 :func:`compress_mlp` applies this to the hidden layers of an MLP (``model.layers`` is an
 ``nn.ModuleList`` of ``nn.Linear``) in a configurable order -- ``top_down`` (the ICLR paper: "from the
 top to the bottom") or ``bottom_up`` (the 2020 journal extension) -- with an optional fine-tuning
@@ -52,19 +60,47 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None, like: nn.Linear) ->
     return out
 
 
-def prune_pair(layer: nn.Linear, next_layer: nn.Linear, sample: NeuronSample) -> tuple[nn.Linear, nn.Linear]:
+REWEIGHTS = ("outgoing", "incoming", "none")
+#: Activations with ``φ(s t) = s φ(t)`` for ``s > 0`` (``reweight="incoming"`` is exact only for these).
+POSITIVELY_HOMOGENEOUS = ("relu", "identity")
+
+
+def check_reweight(reweight: str, activation: Any) -> None:
+    """``reweight`` is known, and ``incoming`` is only used with a positively homogeneous activation."""
+    if reweight not in REWEIGHTS:
+        raise ConfigError(f"reweight must be one of {REWEIGHTS}, got '{reweight}'")
+    if reweight == "incoming" and activation not in POSITIVELY_HOMOGENEOUS:
+        raise ConfigError(
+            f"reweight=incoming needs a positively homogeneous activation ({', '.join(POSITIVELY_HOMOGENEOUS)}), "
+            f"got '{activation}': scaling a neuron's input would change its output otherwise"
+        )
+
+
+def prune_pair(
+    layer: nn.Linear, next_layer: nn.Linear, sample: NeuronSample, reweight: str = "outgoing"
+) -> tuple[nn.Linear, nn.Linear]:
     """New, smaller ``(layer, next_layer)`` keeping neurons ``sample.indices`` of ``layer``.
 
-    ``layer``: rows ``C`` of weight and bias. ``next_layer``: columns ``C`` scaled by
-    ``sample.scale`` (``u_j(q) = count(q) w_j(q) / (m pr(q))``), bias unchanged.
+    ``reweight="outgoing"`` (Algorithm 2): ``layer`` keeps rows ``C`` of weight and bias;
+    ``next_layer`` keeps columns ``C`` scaled by ``sample.scale`` (``u_j(q) = s_q w_j(q)``), bias
+    unchanged. ``"incoming"``: rows ``C`` of ``layer`` (weight and bias) scaled by ``s_q`` and the
+    columns of ``next_layer`` unscaled -- the same function under a positively homogeneous activation
+    (checked by the callers, :func:`check_reweight`); ``"none"``: no scaling at all.
     """
+    if reweight not in REWEIGHTS:
+        raise ConfigError(f"reweight must be one of {REWEIGHTS}, got '{reweight}'")
     if layer.out_features != next_layer.in_features:
         raise ValueError(f"layers do not chain: {layer.out_features} outputs vs {next_layer.in_features} inputs")
     idx = sample.indices.to(layer.weight.device)
+    scale = sample.scale.to(layer.weight)
+    if reweight == "incoming" and not bool((scale > 0).all()):
+        raise ConfigError("reweight=incoming needs positive scales (a neuron's scale is <= 0)")
+    s_in = scale if reweight == "incoming" else torch.ones_like(scale)
+    s_out = scale if reweight == "outgoing" else torch.ones_like(scale)
     with torch.no_grad():
-        w1 = layer.weight[idx]
-        b1 = layer.bias[idx] if layer.bias is not None else None
-        w2 = next_layer.weight[:, idx] * sample.scale.to(next_layer.weight)
+        w1 = layer.weight[idx] * s_in[:, None]
+        b1 = layer.bias[idx] * s_in if layer.bias is not None else None
+        w2 = next_layer.weight[:, idx] * s_out
         b2 = next_layer.bias.clone() if next_layer.bias is not None else None
     return _linear(w1, b1, layer), _linear(w2, b2, next_layer)
 
@@ -125,14 +161,18 @@ def compress_layer(
     activation: Any = "relu",
     generator: torch.Generator | None = None,
     beta: float | None = None,
+    reweight: str = "outgoing",
 ) -> NeuronSample:
-    """Prune hidden layer ``index`` of ``model`` (in place) to the neurons chosen by ``selector``."""
+    """Prune hidden layer ``index`` of ``model`` (in place) to the neurons chosen by ``selector``.
+
+    ``reweight``: where the selection's scales go (:func:`prune_pair`).
+    """
     layer, nxt = model.layers[index], model.layers[index + 1]
     if size >= layer.out_features:
         idx = torch.arange(layer.out_features)
         return NeuronSample(indices=idx, scale=torch.ones(len(idx), dtype=torch.float64), m=0)
     sample = selector(layer_points(layer), nxt.weight.detach(), int(size), activation, generator, beta)
-    model.layers[index], model.layers[index + 1] = prune_pair(layer, nxt, sample)
+    model.layers[index], model.layers[index + 1] = prune_pair(layer, nxt, sample, reweight)
     return sample
 
 
@@ -145,6 +185,7 @@ def compress_mlp(
     finetune: FineTune | None = None,
     generator: torch.Generator | None = None,
     betas: dict[int, float] | None = None,
+    reweight: str = "outgoing",
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """A pruned copy of ``model`` whose hidden layers have widths ``hidden`` (layer by layer).
 
@@ -152,6 +193,7 @@ def compress_mlp(
     target width is not smaller are left as they are. ``finetune(model, i)`` is called after each
     pruned layer and returns the epochs it used. ``betas[i]`` is the input-norm bound of layer ``i``
     (for selectors configured with ``beta=None``). ``activation`` defaults to ``model.activation``.
+    ``reweight``: ``outgoing`` (Algorithm 2), ``incoming`` or ``none`` (:func:`prune_pair`).
     Returns ``(model, per-layer info)``; the input model is not modified.
     """
     if order not in ORDERS:
@@ -161,13 +203,14 @@ def compress_mlp(
     if len(hidden) != len(idxs):
         raise ConfigError(f"{len(hidden)} target widths for {len(idxs)} hidden layers")
     activation = activation if activation is not None else getattr(model, "activation", "relu")
+    check_reweight(reweight, activation)
     info: list[dict[str, Any]] = []
     for i in (idxs[::-1] if order == "top_down" else idxs):
         before = model.layers[i].out_features
         if int(hidden[i]) >= before:
             continue
         sample = compress_layer(model, i, int(hidden[i]), selector, activation, generator,
-                                (betas or {}).get(i))
+                                (betas or {}).get(i), reweight)
         row: dict[str, Any] = {"layer": i, "width_before": before, "width_after": sample.size, "draws": sample.m}
         if finetune is not None:
             row["finetune_epochs"] = finetune(model, i)
