@@ -142,3 +142,24 @@ def test_matching_module_switches_student_and_parent_layout():
     assert torch.isfinite(loss) and loss.requires_grad
     module.set_channels_last(False)
     assert not uses_channels_last(small) and not uses_channels_last(parent)
+
+
+def test_plateau_schedule_steps_on_the_validation_metric(compose, tmp_path):
+    """FineTuneModule's ReduceLROnPlateau is stepped with val_loss after each validation (manual optimization
+    steps no metric-driven scheduler by itself): with a learning rate too small to improve anything and
+    patience 0, the rate must fall every epoch."""
+    from coresetlab.lit.finetune import EpochHistory, FineTuneModule
+
+    cfg = compose(*LENET)
+    dm = instantiate(cfg.dataset)
+    pl.seed_everything(0, verbose=False)
+    opt = instantiate({"_target_": "torch.optim.SGD", "_partial_": True, "lr": 1e-12})
+    plateau = instantiate({"_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau", "_partial_": True,
+                           "factor": 0.5, "patience": 0, "threshold": 1e-3})
+    module = FineTuneModule(instantiate(cfg.model), opt, plateau, scheduler_monitor="val_loss")
+    ctx = RunContext(cfg=cfg, out_dir=tmp_path, cache_dir=Path(cfg.paths.cache_dir),
+                     data_root=Path(cfg.paths.data_root), seed=0, profile="smoke")
+    hist = EpochHistory()
+    fit_module(ctx, module, dm.loader("train"), dm.loader("val"), "p", 3, callbacks=[hist])
+    lrs = [r["lr"] for r in hist.rows]
+    assert lrs == pytest.approx([5e-13, 2.5e-13, 1.25e-13])

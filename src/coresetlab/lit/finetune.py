@@ -56,6 +56,7 @@ class FineTuneModule(ClassifierModule):
         if not 0.0 <= alpha <= 1.0 or temperature <= 0:
             raise ValueError(f"need 0 <= alpha <= 1 and temperature > 0, got {alpha}, {temperature}")
         self.scheduler_monitor, self.alpha, self.temperature = scheduler_monitor, float(alpha), float(temperature)
+        self._plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         self.teacher = teacher.eval() if teacher is not None and alpha > 0 else None
         if self.teacher is not None:
             for p in self.teacher.parameters():
@@ -63,25 +64,47 @@ class FineTuneModule(ClassifierModule):
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(self.model.parameters())
+        self._plateau = None
         if self.scheduler_factory is None:
             return opt
         sched = self.scheduler_factory(opt)
-        cfg: dict[str, Any] = {"scheduler": sched, "interval": "epoch"}
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            cfg["monitor"] = self.scheduler_monitor
-        return {"optimizer": opt, "lr_scheduler": cfg}
+            # stepped with the monitored validation metric after every validation (the base module's manual
+            # optimization steps the schedulers Lightning knows of without a metric), saved in checkpoints
+            self._plateau = sched
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = self.model(x)
         if self.teacher is None:
-            loss = F.cross_entropy(logits, y)
-        else:
-            with torch.no_grad():
-                t_logits = self.teacher(x)
-            loss = distillation_loss(logits, t_logits, y, self.alpha, self.temperature)
-        self.log("train_loss", loss, on_step=False, on_epoch=True)
-        return loss
+            return F.cross_entropy(logits, y)
+        with torch.no_grad():
+            t_logits = self.teacher(x)
+        return distillation_loss(logits, t_logits, y, self.alpha, self.temperature)
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        if self._plateau is None or self.trainer.sanity_checking:
+            return
+        loss_sum, correct, n = self._sums.tolist()
+        values = {"val_loss": loss_sum / n, "val_acc": correct / n}
+        if self.scheduler_monitor not in values:
+            raise ValueError(f"scheduler_monitor must be one of {sorted(values)}, got {self.scheduler_monitor!r}")
+        self._plateau.step(values[self.scheduler_monitor])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if getattr(self, "_plateau", None) is not None:
+            checkpoint["plateau_scheduler"] = self._plateau.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._pending_plateau_state = checkpoint.get("plateau_scheduler")
+
+    def on_train_start(self) -> None:
+        state = getattr(self, "_pending_plateau_state", None)
+        if state is not None and self._plateau is not None:
+            self._plateau.load_state_dict(state)
+        self._pending_plateau_state = None
 
     def train(self, mode: bool = True):
         super().train(mode)

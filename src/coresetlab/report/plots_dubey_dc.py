@@ -19,10 +19,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from coresetlab.report.plots_dubey import LABELS, STYLE, _base, _mine, _save  # noqa: E402
+from coresetlab.report import style  # noqa: E402
+from coresetlab.report.plots_dubey import _base, _mine, _save  # noqa: E402
 
 SCHEDULE_LS = {"flat": "--", "han": "-", "custom": ":"}
-NAMES = {**LABELS, "dc": "Deep Compression of the parent"}
 
 
 def _panel(ax, data: pd.DataFrame, y: str, several_recipes: bool) -> None:
@@ -31,8 +31,10 @@ def _panel(ax, data: pd.DataFrame, y: str, several_recipes: bool) -> None:
         cid, variant, schedule = key if several_recipes else (None, *key)
         s = g.groupby("keep_scale").agg(x=("factor", "mean"), xe=("factor", "std"), y=(y, "mean"), ye=(y, "std"))
         s = s.sort_values("x")
-        color, _ = STYLE.get(variant, ("k", "-"))  # dc (Deep Compression of the parent): black
-        label = f"{NAMES.get(variant, variant)}, {schedule} rates" + (f" [{str(cid)[:8]}]" if cid else "")
+        st = style.method_style(variant)  # the project-wide colour of each variant (report/style.py)
+        color = st.color
+        name = "Deep Compression of the parent" if variant == "dc" else st.label
+        label = f"{name}, {schedule} rates" + (f" [{str(cid)[:8]}]" if cid else "")
         ax.errorbar(s["x"], s["y"], xerr=s["xe"].fillna(0), yerr=s["ye"].fillna(0), color=color,
                     ls=SCHEDULE_LS.get(schedule, "-."), marker="o", ms=3.5, lw=1.4, capsize=2, label=label)
         sel = g[g["selected"].astype(bool)]
