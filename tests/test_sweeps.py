@@ -112,6 +112,7 @@ def test_relaunched_multirun_skips_finished_runs(run_cli, tmp_path):
     assert "skipped" not in forced.stderr
 
 
+@pytest.mark.slow  # SIGKILL mid-run (60 epochs); the default suite covers resume through SIGTERM in test_reliability
 def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     run_dir = tmp_path / "killed"
     args = [sys.executable, str(REPO / "run.py"), "+experiment=lenet_autocl", "profile=smoke", "task.match.epochs=0",
