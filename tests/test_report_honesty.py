@@ -162,6 +162,12 @@ def test_status_reproduced_partly_not_and_no_paper_runs(configs, tmp_path):
     _run(none, configs, "p0", status="failed")
     assert _status(tmp_path, none).status == "no paper runs"
 
+    # a check whose filter matches no eligible run is neither passed nor failed
+    off = [{**MANIFEST["reproduced_if"][1], "where": {"method": "no_such_method"}}]
+    assert _status(tmp_path, root, reproduced_if=off).status.startswith("no eligible runs for its checks (")
+    mixed = _status(tmp_path, root, reproduced_if=[MANIFEST["reproduced_if"][0], *off])
+    assert mixed.status == "reproduced; 1 check(s) without eligible runs"
+
 
 def test_malformed_status_check_names_the_manifest(tmp_path):
     from coresetlab.report.manifests import load_manifests

@@ -18,7 +18,8 @@ Manifest schema (``experiments/<id>.yaml``)::
 
 Only ``paper``-profile runs of the manifest's recipe count (:func:`coresetlab.report.variants.eligible`).
 Every check passes -> ``reproduced``; some -> ``partly``; none -> ``not reproduced (Δ …)``; no eligible
-run -> ``no paper runs``. A check without eligible runs fails (``no eligible runs``). If eligible runs of
+run -> ``no paper runs``. A check without eligible runs is neither passed nor failed: it is counted apart
+(``no eligible runs``; only such checks -> ``no eligible runs for its checks``). If eligible runs of
 one series hold several configs (code changed between runs), the newest config is used and the check
 says so. ``order`` names match a record's label or its method name (``coreset`` or ``neuron_coreset``).
 """
@@ -47,6 +48,7 @@ class Check:
     summary: str
     delta: str = ""
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    measured: bool = True  # False: no eligible run to check (neither a pass nor a failure)
 
 
 @dataclass
@@ -82,7 +84,7 @@ def _table_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame) -> 
     mean, _, n = mean_std(sel[metric]) if metric in sel.columns else (math.nan, math.nan, 0)
     if not n:
         return Check(name, False, f"{metric}: no eligible runs (paper {fmt_value(paper, fmt)})",
-                     f"{metric}: no eligible runs")
+                     f"{metric}: no eligible runs", measured=False)
     d = mean - paper
     passed = abs(d) <= tol + 1e-12
     summary = (f"{metric} {fmt_value(mean, fmt)} vs {fmt_value(paper, fmt)} (Δ {fmt_delta(d, fmt)}, "
@@ -111,7 +113,7 @@ def _order_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame, rec
     missing = [o for o, p in parts.items() if p.empty]
     if missing:
         return Check(name, False, f"{metric}: no eligible runs of {', '.join(missing)}",
-                     f"{metric}: no eligible runs of {', '.join(missing)}")
+                     f"{metric}: no eligible runs of {', '.join(missing)}", measured=False)
     means = {o: p.groupby(x)[metric].mean() for o, p in parts.items()}
     xs = sorted(set().union(*(set(s.index) for s in means.values())))
     held = [v for v in xs if all(v in s.index for s in means.values())
@@ -150,14 +152,19 @@ def artefact_status(m: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame
     origins = set(src["origin"].dropna()) if "origin" in src.columns else {"outputs"}
     source = " + ".join(([reference_label(src[src["origin"] == "reference"])] if "reference" in origins else [])
                         + (["outputs"] if "outputs" in origins else [])) or "outputs"
+    measured = [c for c in checks if c.measured]
     if not checks:
         status = "no criterion declared"
-    elif all(c.passed for c in checks):
+    elif not measured:
+        status = "no eligible runs for its checks (" + "; ".join(dict.fromkeys(c.delta for c in checks)) + ")"
+    elif all(c.passed for c in measured):
         status = "reproduced"
-    elif any(c.passed for c in checks):
-        status = "partly (Δ " + "; ".join(c.delta for c in checks if not c.passed) + ")"
+    elif any(c.passed for c in measured):
+        status = "partly (Δ " + "; ".join(c.delta for c in measured if not c.passed) + ")"
     else:
-        status = "not reproduced (Δ " + "; ".join(c.delta for c in checks) + ")"
+        status = "not reproduced (Δ " + "; ".join(c.delta for c in measured) + ")"
+    if measured and len(measured) < len(checks):
+        status += f"; {len(checks) - len(measured)} check(s) without eligible runs"
     return Status(m["id"], m["experiment"], status, checks, len(seeds), source)
 
 
