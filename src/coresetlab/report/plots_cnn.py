@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
+from coresetlab.report import style  # noqa: E402
+
 LABELS = {"autocl_student": "Learned coreset (AutoCL)", "network_slimming": "Network slimming"}
 COLORS = {"autocl_student": "C0", "network_slimming": "C1"}
 MARKERS = {"autocl_student": "o", "network_slimming": "s"}
@@ -32,13 +34,7 @@ def _mine(manifest: dict[str, Any], runs: pd.DataFrame) -> pd.DataFrame:
     return ok[ok["profile"] == prof] if prof is not None else ok
 
 
-def _save(fig, out_dir: Path, name: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    for p in paths:
-        fig.savefig(p, dpi=150)
-    plt.close(fig)
-    return paths
+_save = style.save_figure  # one PNG + PDF writer for every figure module
 
 
 def _base(manifest: dict[str, Any], default: str) -> str:

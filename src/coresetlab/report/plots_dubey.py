@@ -28,13 +28,7 @@ def _mine(manifest: dict[str, Any], df: pd.DataFrame, table: str) -> pd.DataFram
     return sel[sel["profile"] == prof] if prof is not None else sel
 
 
-def _save(fig, out_dir: Path, name: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    for p in paths:
-        fig.savefig(p, dpi=150)
-    plt.close(fig)
-    return paths
+_save = style.save_figure  # one PNG + PDF writer for every figure module
 
 
 def _base(manifest: dict[str, Any], figure: str) -> str:

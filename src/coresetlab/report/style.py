@@ -122,3 +122,18 @@ def finish(fig, title: str, fontsize: float = 9, footer: str | None = None) -> N
         fig.text(0.5, 0.005, foot, ha="center", va="bottom", fontsize=7, color="0.35")
         bottom = (foot.count("\n") + 1) * 7 * 1.35 / (72 * height) + 0.005
     fig.tight_layout(rect=(0, bottom, 1, 1))
+
+
+def save_figure(fig, out_dir, name: str) -> list:
+    """Write ``<name>.png`` and ``<name>.pdf`` (150 dpi) into ``out_dir``, close the figure, return the paths."""
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    plt.close(fig)
+    return paths
