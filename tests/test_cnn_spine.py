@@ -308,3 +308,15 @@ def test_phase_budget_draws_fresh_images_each_epoch_and_sizes_the_schedule():
     assert phase_loader(DM(), OmegaConf.merge(node, {"train_images": None}), seed=0) == "whole-split"
     with pytest.raises(ConfigError):
         phase_loader(DM(), OmegaConf.merge(node, {"train_images": 0}), seed=0)
+
+
+def test_cifar_resnet_parameter_counts_are_pinned():
+    from coresetlab.models.resnet_cifar import CifarResNet
+
+    assert count_params(CifarResNet(56)) == 853_018  # He et al. 2016 Table 6: 0.85M
+    assert count_params(CifarResNet(20)) == 269_722  # 0.27M
+    half = CifarResNet(56, mid_widths=[w // 2 for w in CifarResNet(56).mid_widths])
+    assert count_params(half) < 0.55 * 853_018
+    import torch
+
+    assert half(torch.randn(2, 3, 32, 32)).shape == (2, 10)
