@@ -7,6 +7,15 @@ BN γ = 0.5 and β = 0, Linear weights N(0, 0.01) and bias 0.
 
 Parameter counts (BN included, pinned by tests): VGG-19 = 20,035,018; the slimming-70 % widths of AutoCL
 Table 1 = 2,366,600 (88.19 % removed).
+
+Optional dense head (``head``: hidden widths): the classifier becomes an
+:class:`~coresetlab.models.mlp.MLP` ``cfg[-1] -> head[0] -> ... -> num_classes`` (Linear + ReLU per hidden
+layer; **no BN and no dropout**, so every hidden neuron is the point ``p = [w | b]`` of the neuron-coreset
+paper and Algorithm 2's reweighting applies to it exactly). ``head=None`` (default) keeps the single
+``Linear(cfg[-1], num_classes)``: VGG-19's counts and state-dict keys are unchanged. ``dense_params`` counts
+the dense part (all Linear layers). VGG-16 with ``head=[950, 950]`` (conf/model/vgg16_head.yaml): 1,400,310
+dense parameters (the neuron-coreset paper's 1.4M; derivation there). Hidden head layers are He-normal
+(fan-in) initialised, the last Linear N(0, 0.01) as above.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ import math
 from collections.abc import Sequence
 
 from torch import nn
+
+from coresetlab.models.mlp import MLP
 
 #: Conv widths; ``"M"`` = max-pool. ``vgg19_slim70`` = AutoCL Table 1 (network slimming, 70 % of channels pruned).
 VGG_CFGS: dict[str, list[int | str]] = {
@@ -49,6 +60,7 @@ class VGG(nn.Module):
         num_classes: int = 10,
         in_channels: int = 3,
         name: str | None = None,
+        head: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if cfg is None:
@@ -67,7 +79,13 @@ class VGG(nn.Module):
             c_in = c
         self.features = nn.Sequential(*layers)
         self.pool = nn.AvgPool2d(2)
-        self.classifier = nn.Linear(c_in, num_classes)
+        self.head_widths = [int(h) for h in head] if head else []
+        if any(h < 1 for h in self.head_widths):
+            raise ValueError(f"head widths must be positive, got {list(head or [])}")
+        self.classifier: nn.Module = (
+            MLP(c_in, self.head_widths, num_classes, "relu", name="head") if self.head_widths
+            else nn.Linear(c_in, num_classes)
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -81,6 +99,9 @@ class VGG(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
+        if self.head_widths:  # hidden dense layers feed a ReLU: He-normal (fan-in) keeps the signal's scale
+            for layer in list(self.classifier.layers)[:-1]:
+                nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
 
     def forward(self, x):
         x = self.pool(self.features(x))
@@ -89,3 +110,8 @@ class VGG(nn.Module):
     @property
     def widths(self) -> list[int]:
         return conv_widths(self.cfg)
+
+    @property
+    def dense_params(self) -> int:
+        """Parameters of the dense part (every ``nn.Linear``: the head's hidden layers and the classifier)."""
+        return sum(p.numel() for m in self.modules() if isinstance(m, nn.Linear) for p in m.parameters())

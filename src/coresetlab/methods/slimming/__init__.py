@@ -2,11 +2,15 @@
 
 from coresetlab.methods.slimming.slimming import (
     NetworkSlimming,
+    SlimmingNoSparsity,
     add_bn_l1_subgradient,
+    block_internal_groups,
     bn_gammas,
     global_threshold,
     slim_chain,
+    slim_groups,
     slimming_masks,
 )
 
-__all__ = ["NetworkSlimming", "add_bn_l1_subgradient", "bn_gammas", "global_threshold", "slim_chain", "slimming_masks"]
+__all__ = ["NetworkSlimming", "SlimmingNoSparsity", "add_bn_l1_subgradient", "block_internal_groups", "bn_gammas",
+           "global_threshold", "slim_chain", "slim_groups", "slimming_masks"]

@@ -26,7 +26,13 @@ import torch
 from torch import nn
 
 from coresetlab.errors import ConfigError
-from coresetlab.methods.shared.channel_surgery import chain_groups, conv_out_channels, prune_chain
+from coresetlab.methods.shared.channel_surgery import (
+    ChannelGroup,
+    chain_groups,
+    conv_out_channels,
+    prune_chain,
+    prune_group,
+)
 
 
 def bn_modules(model: nn.Module) -> list[nn.BatchNorm2d]:
@@ -125,3 +131,67 @@ class NetworkSlimming:
     def prune(self, model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
         """The slimmed copy of a sparsity-trained ``model`` and the pruning info (:func:`slim_chain`)."""
         return slim_chain(model, self.percent, self.min_channels)
+
+
+def block_internal_groups(model: nn.Module) -> list[ChannelGroup]:
+    """The block-internal channel groups of a residual network of basic blocks (``conv1 → bn1 → conv2``).
+
+    Every module with ``conv1``, ``bn1`` and ``conv2`` children (a :class:`~coresetlab.models.resnet_cifar.BasicBlock`)
+    gives one group: ``conv1``'s output channels, read only by ``conv2`` (not by the residual addition),
+    the channels Liu et al. (§4, ResNet) and Li et al. (2017) prune in ResNets.
+    """
+    out = []
+    for name, m in model.named_modules():
+        if all(isinstance(getattr(m, k, None), t) for k, t in (("conv1", nn.Conv2d), ("bn1", nn.BatchNorm2d),
+                                                                 ("conv2", nn.Conv2d))):
+            out.append(ChannelGroup(conv=f"{name}.conv1", bn=f"{name}.bn1", consumers=[f"{name}.conv2"]))
+    return out
+
+
+def slim_groups(
+    model: nn.Module, groups: list[ChannelGroup], percent: float, min_channels: int = 1
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Network slimming restricted to ``groups``: one global |γ| threshold over their BNs (§3.2), a pruned copy."""
+    import copy
+
+    pruned = copy.deepcopy(model)
+    gammas = [pruned.get_submodule(g.bn).weight.detach().abs() for g in groups]
+    masks, thr, guarded = slimming_masks(gammas, percent, min_channels)
+    before = [len(g) for g in gammas]
+    for g, m in zip(groups, masks):
+        prune_group(pruned, g, torch.nonzero(m).flatten())
+    after = [int(m.sum()) for m in masks]
+    info = {"threshold": thr, "widths_before": before, "widths_after": after, "guarded_layers": guarded,
+            "channels_removed": 1.0 - sum(after) / sum(before)}
+    return pruned, info
+
+
+@dataclass
+class SlimmingNoSparsity:
+    """Network slimming's pruning step on a normally trained network, at a channel budget ``keep``.
+
+    ``cifar_pruning_compare`` gives every method the same fine-tuning budget and no other training; this
+    is slimming **without its sparsity phase** (labelled so in the report): one global |γ| threshold over the
+    prunable channels removing ``1 − keep`` of them, then fine-tuning. Prunable channels: every conv of a
+    chain network (VGG, :func:`slim_chain`); the block-internal channels of a residual network
+    (:func:`block_internal_groups`; the same channels the per-group methods prune). The same total channel
+    count as a per-group ``keep``, distributed by |γ| across layers.
+    """
+
+    keep: float = 0.5
+    min_channels: int = 1
+    name: str = "slimming_no_sparsity"
+
+    def validate(self) -> SlimmingNoSparsity:
+        if not 0.0 < float(self.keep) <= 1.0:
+            raise ConfigError(f"coreset_method.keep must be in (0, 1], got {self.keep}")
+        if int(self.min_channels) < 1:
+            raise ConfigError(f"coreset_method.min_channels must be >= 1, got {self.min_channels}")
+        return self
+
+    def prune(self, model: nn.Module, example_inputs=None, generator=None) -> tuple[nn.Module, dict[str, Any]]:
+        """The slimmed copy of ``model`` (``example_inputs`` and ``generator`` unused: the rule is deterministic)."""
+        groups = block_internal_groups(model)
+        if groups:
+            return slim_groups(model, groups, 1.0 - float(self.keep), int(self.min_channels))
+        return slim_chain(model, 1.0 - float(self.keep), int(self.min_channels))
