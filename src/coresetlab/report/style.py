@@ -51,6 +51,12 @@ METHODS: dict[str, Style] = {
     "prune": Style("#636363", "d", "pruning + retraining (Han et al.)", "-."),
     "ap": Style("#843c39", "p", "AP"),
     "dc": Style("#393b79", "H", "Deep Compression"),
+    # Structured (channel / filter) pruning of CNNs (issue 12) and the CNN baselines
+    "filter_coreset": Style("#6a3d9a", "o", "filter coreset"),
+    "channel_uniform": Style("#33a02c", "^", "uniform channels"),
+    "l1_filter": Style("#fdbf6f", "<", "L1-norm filters (Li et al.)"),
+    "network_slimming": Style("#e31a1c", "s", "network slimming"),
+    "slimming_no_sparsity": Style("#fb9a99", "s", "slimming (no sparsity phase)"),
     "parent": Style("#000000", "", "parent", "--"),
 }
 # Same method, other names: the Dubey methods' config names, the SVD baseline of Dubey (Denton et al.).
