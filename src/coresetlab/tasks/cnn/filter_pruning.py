@@ -23,6 +23,7 @@ Experiments ``vgg19_filter_coreset``, ``resnet56_filter_coreset`` and ``cifar_pr
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 from typing import Any
@@ -52,7 +53,8 @@ from coresetlab.tasks.cnn.common import (
 def build_method(cfg: DictConfig):
     """The configured pruning method, checked before any data is loaded."""
     method = instantiate(cfg.coreset_method)
-    if not callable(getattr(method, "prune", None)):
+    prune = getattr(method, "prune", None)
+    if not callable(prune) or not {"example_inputs", "generator"} <= set(inspect.signature(prune).parameters):
         raise ConfigError(f"coreset_method {cfg.coreset_method.get('name')!r} has no prune(model, example_inputs, "
                           "generator): not a structured pruning method")
     if callable(getattr(method, "validate", None)):
