@@ -27,7 +27,12 @@ from torch import nn
 
 from coresetlab.errors import ConfigError
 from coresetlab.measure import count_flops
-from coresetlab.methods.shared.channel_surgery import ChannelGroup, chain_groups, conv_out_channels, prune_group
+from coresetlab.methods.shared.channel_surgery import (
+    ChannelGroup,
+    chain_groups,
+    conv_out_channels,
+    prune_group,
+)
 from coresetlab.methods.shared.sampling import WeightedSample
 from coresetlab.models import count_params
 from coresetlab.models.vgg import VGG, cfg_with_widths
