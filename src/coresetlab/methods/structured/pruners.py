@@ -203,9 +203,14 @@ def prune_model(
     if backend == "chain":
         records, skipped = _prune_chain(pruned, selector, example_inputs, generator, ignored)
     else:
-        from coresetlab.methods.structured.torch_pruning_glue import prune_dependency_graph
+        from coresetlab.methods.structured.torch_pruning_glue import (
+            prune_dependency_graph,  # torch_pruning: lazily
+        )
 
-        records, skipped = prune_dependency_graph(pruned, selector, example_inputs, generator, ignored)
+        def select(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, consumers: list[nn.Module]):
+            return select_for_group(pruned, selector, conv, bn, consumers, example_inputs, generator)
+
+        records, skipped = prune_dependency_graph(pruned, select, example_inputs, ignored)
     pruned.train(model.training)
     info: dict[str, Any] = {
         "method": selector.name, "keep": float(selector.keep), "backend": backend, "groups": records,

@@ -26,13 +26,17 @@ registration order (bottom to top for these networks).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
-from coresetlab.methods.structured.pruners import ChannelSelector, select_for_group
+from coresetlab.methods.shared.sampling import WeightedSample
+
+#: ``select(conv, bn, consumers) -> (sample, record)``: the selection rule bound to the model (``pruners``).
+SelectFn = Callable[[nn.Conv2d, "nn.BatchNorm2d | None", list[nn.Module]], tuple[WeightedSample, dict[str, Any]]]
 
 _FREE_OPS = (tp.ops._ElementWiseOp, tp.ops._ReshapeOp)  # the activation, pooling, flatten
 
@@ -76,10 +80,9 @@ def _scale_consumer(consumer: nn.Module, scale: torch.Tensor) -> None:
 
 
 def prune_dependency_graph(
-    model: nn.Module, selector: ChannelSelector, example_inputs: torch.Tensor,
-    generator: torch.Generator | None, ignored: set[str],
+    model: nn.Module, select: SelectFn, example_inputs: torch.Tensor, ignored: set[str],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Prune ``model`` **in place** with ``selector``, group by group; return (group records, skipped)."""
+    """Prune ``model`` **in place**, group by group, keeping what ``select`` picks; return (records, skipped)."""
     dg = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs, verbose=False)
     records, skipped = [], []
     convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
@@ -95,7 +98,7 @@ def prune_dependency_graph(
             skipped.append({"layer": name, "reason": why})
             continue
         width = conv.out_channels
-        sample, rec = select_for_group(model, selector, conv, bn, consumers, example_inputs, generator)
+        sample, rec = select(conv, bn, consumers)
         kept = set(sample.indices.tolist())
         remove = [i for i in range(width) if i not in kept]
         if remove:
