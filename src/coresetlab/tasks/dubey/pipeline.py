@@ -41,6 +41,7 @@ from coresetlab.methods.dubey.pruning import activation_prune
 from coresetlab.methods.dubey.serialize import load_model, save_model
 from coresetlab.models import count_params
 from coresetlab.records import write_json_atomic
+from coresetlab.tasks.cnn.common import with_steps_per_epoch
 from coresetlab.tasks.dubey.dc_curve import run_dc_curve
 
 log = logging.getLogger("coresetlab")
@@ -106,7 +107,9 @@ class Pipeline:
             self.dm = instantiate(cfg.dataset)
             self.dm.setup()
         with ctx.stage("parent"):
-            self.parent, self.pinfo = get_parent(ctx, self.dm, cfg.model, self.t.parent)
+            # a StepwiseLR parent schedule needs its steps per epoch (CNN parent recipes, conf/parent/)
+            train_cfg = with_steps_per_epoch(self.t.parent, len(self.dm.dataset("train")))
+            self.parent, self.pinfo = get_parent(ctx, self.dm, cfg.model, train_cfg)
         self.parent.eval()
         tr, va, te = self.dm.dataset("train_eval"), self.dm.dataset("val"), self.dm.dataset("test")
         self.x_tr, self.y_tr, self.x_te, self.y_te = tr.x, tr.y, te.x, te.y
