@@ -30,6 +30,7 @@ from coresetlab.methods.dubey import DubeyMethod, Variant, apply_ap, coreset_com
 from coresetlab.methods.dubey.deep_compression import apply_masks, bake, magnitude_masks
 from coresetlab.methods.dubey.evaluation import accuracy
 from coresetlab.methods.dubey.layers import (
+    channel_pairs,
     compressible_layers,
     factorized_params,
     get_module,
@@ -166,6 +167,7 @@ class Pipeline:
         ap = self.method.ap
         subsets = hashlib.sha256(self.idx["ap_eval"].numpy().tobytes() + self.idx["ap_score"].numpy().tobytes())
         ident = {"parent": self.pinfo["key"], "ap": vars(ap), "n_train": len(self.y_tr),
+                 "pairs": sorted(channel_pairs(self.parent)),
                  "subsets": subsets.hexdigest()}
         key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
         cache = self.ctx.cache_dir / "dubey_ap" / f"{key}.json"
@@ -193,7 +195,7 @@ class Pipeline:
             base, m.coreset_config(v.kind, self.ctx.seed), xs, ys, tol,
             importance_x=self.data("importance")[0] if v.kind == "a" else None, order=m.search.order,
             batch_size=int(m.search.batch_size), progress=self.progress(f"coreset-{v.name}"),
-            search=m.search.rank_search, budget=m.search.budget,
+            search=m.search.rank_search, budget=m.search.budget, layers=m.search.layers,
         )
 
     # -- one variant --------------------------------------------------------------------------------------
