@@ -27,7 +27,7 @@ from coresetlab.records import write_json_atomic
 log = logging.getLogger("coresetlab")
 
 # Dataset keys that do not change the data a parent is trained on.
-_COSMETIC_DATA_KEYS = {"root", "cache_dir", "eval_batch_size", "batch_size", "download"}
+_COSMETIC_DATA_KEYS = {"root", "cache_dir", "eval_batch_size", "batch_size", "download", "num_workers"}
 
 
 def parent_recipe(model_cfg: DictConfig, dataset_cfg: DictConfig, train_cfg: DictConfig, seed: int) -> dict[str, Any]:
