@@ -12,7 +12,9 @@ trained parents) go to the cache, ``$CORESETLAB_CACHE`` or ``<repo>/.cache``.
 
 from __future__ import annotations
 
+import fcntl
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -46,3 +48,17 @@ def output_root() -> Path:
     """Where run folders go (``$CORESETLAB_OUTPUTS`` or ``<repo>/outputs``)."""
     env = os.environ.get("CORESETLAB_OUTPUTS")
     return Path(env).expanduser().resolve() if env else repo_root() / "outputs"
+
+
+@contextmanager
+def file_lock(path: Path):
+    """An exclusive ``fcntl`` lock on ``path`` (created if needed) for the ``with`` block: parallel processes
+    (pytest workers, launcher jobs) that fill the same cache entry take turns instead of racing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+

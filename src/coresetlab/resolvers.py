@@ -133,6 +133,9 @@ def register() -> None:
         "repo_root": lambda: str(paths.repo_root()),
         "mul": lambda a, b: a * b,
         "run_id": lambda *, _root_: run_id(_root_),
+        # torchvision nets (conf/model/tv_*.yaml): the 32×32 proxy follows the dataset; imagenet = the original
+        "proxy_of": lambda dataset: None if str(dataset) == "imagenet" else str(dataset),
+        "classes_of": lambda dataset: 1000 if str(dataset) == "imagenet" else 10,
     }
     for name, fn in table.items():
         if not OmegaConf.has_resolver(name):

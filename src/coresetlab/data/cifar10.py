@@ -9,6 +9,7 @@ whole batches.
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from torchvision import datasets
 
 from coresetlab.data.common import TensorDataModule, require_files
 from coresetlab.errors import DataError
-from coresetlab.paths import repo_root
+from coresetlab.paths import file_lock, repo_root
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -36,6 +37,18 @@ def decode_jpeg_npz(npz_path: Path) -> tuple[np.ndarray, np.ndarray]:
     return imgs, y.astype(np.int64)
 
 
+def _decode_to(npz: Path, xf: Path, yf: Path) -> None:
+    """Decode one split's JPEG archive into ``xf``/``yf`` (.npy) via unique temporary names + atomic renames."""
+    try:
+        x, y = decode_jpeg_npz(npz)
+    except Exception as e:  # corrupt archive
+        raise DataError(f"CIFAR-10: cannot decode {npz}: {e}") from None
+    for arr, dst in ((y, yf), (x, xf)):
+        tmp = dst.with_name(f"{dst.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, arr)
+        tmp.replace(dst)
+
+
 def load_cifar10_arrays(root: Path, cache_dir: Path, download: bool = True):
     """Return ``(x_train, y_train, x_test, y_test, source)`` uint8 NHWC arrays; source names the copy."""
     jpeg_dir = root / "cifar10"
@@ -46,14 +59,9 @@ def load_cifar10_arrays(root: Path, cache_dir: Path, download: bool = True):
         arrays = {}
         for split in ("train", "test"):
             xf, yf = out / f"{split}_x.npy", out / f"{split}_y.npy"
-            if not (xf.exists() and yf.exists()):
-                try:
-                    x, y = decode_jpeg_npz(jpeg_dir / f"{split}_jpeg.npz")
-                except Exception as e:  # corrupt archive
-                    raise DataError(f"CIFAR-10: cannot decode {jpeg_dir / (split + '_jpeg.npz')}: {e}") from None
-                np.save(xf.with_suffix(".tmp.npy"), x)
-                np.save(yf, y)
-                xf.with_suffix(".tmp.npy").replace(xf)
+            with file_lock(out / f"{split}.lock"):  # one decoder at a time; the others then load its files
+                if not (xf.exists() and yf.exists()):
+                    _decode_to(jpeg_dir / f"{split}_jpeg.npz", xf, yf)
             arrays[split] = (np.load(xf), np.load(yf))
         return (*arrays["train"], *arrays["test"], "cifar10-jpeg")
     if (root / "cifar-10-batches-py").is_dir() or root == repo_root() / "data":

@@ -7,6 +7,7 @@ does not touch the network. Without a data root holding them, torchvision downlo
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from torchvision import datasets
 
 from coresetlab.data.common import TensorDataModule, md5sum, require_files
 from coresetlab.errors import DataError
-from coresetlab.paths import repo_root
+from coresetlab.paths import file_lock, repo_root
 
 MNIST_FILES = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -39,7 +40,9 @@ def prepare_mnist(root: Path, cache_dir: Path, download: bool = True) -> Path:
             if not target.exists() or target.stat().st_size != (raw / name).stat().st_size:
                 if md5sum(raw / name) != md5:
                     raise DataError(f"MNIST: {raw / name} is corrupt (md5 differs from the official {md5}).")
-                shutil.copyfile(raw / name, target)
+                tmp = target.with_name(f"{name}.{os.getpid()}.tmp")  # atomic: parallel test workers
+                shutil.copyfile(raw / name, tmp)
+                tmp.replace(target)
         return cache_root
     if not download:
         raise DataError(f"MNIST: not found under data root {root} and download is disabled.")
@@ -47,12 +50,13 @@ def prepare_mnist(root: Path, cache_dir: Path, download: bool = True) -> Path:
 
 
 def load_mnist_tensors(root: Path, cache_dir: Path, download: bool = True):
-    tv_root = prepare_mnist(root, cache_dir, download)
-    try:
-        tr = datasets.MNIST(str(tv_root), train=True, download=True)
-        te = datasets.MNIST(str(tv_root), train=False, download=True)
-    except RuntimeError as e:  # md5 failure or network failure inside torchvision
-        raise DataError(f"MNIST: torchvision could not load/verify the files under {tv_root}: {e}") from None
+    with file_lock(Path(cache_dir) / "torchvision" / "MNIST.lock"):  # torchvision extracts in place: one at a time
+        tv_root = prepare_mnist(root, cache_dir, download)
+        try:
+            tr = datasets.MNIST(str(tv_root), train=True, download=True)
+            te = datasets.MNIST(str(tv_root), train=False, download=True)
+        except RuntimeError as e:  # md5 failure or network failure inside torchvision
+            raise DataError(f"MNIST: torchvision could not load/verify the files under {tv_root}: {e}") from None
 
     def norm(u8: torch.Tensor) -> torch.Tensor:
         return ((u8.float() / 255.0 - MNIST_MEAN) / MNIST_STD).unsqueeze(1)

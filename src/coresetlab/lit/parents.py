@@ -9,13 +9,10 @@ Layout: ``<cache>/parents/<key>/{model.pt, meta.json, ckpt/last.ckpt, recipe.yam
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import math
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,12 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from coresetlab.errors import TrainingDiverged
+from coresetlab.paths import file_lock
 from coresetlab.records import write_json_atomic
 
 log = logging.getLogger("coresetlab")
 
 # Dataset keys that do not change the data a parent is trained on.
-_COSMETIC_DATA_KEYS = {"root", "cache_dir", "eval_batch_size", "batch_size", "download"}
+_COSMETIC_DATA_KEYS = {"root", "cache_dir", "eval_batch_size", "batch_size", "download", "num_workers"}
 
 
 def parent_recipe(model_cfg: DictConfig, dataset_cfg: DictConfig, train_cfg: DictConfig, seed: int) -> dict[str, Any]:
@@ -61,17 +59,6 @@ def _check_finite(model: nn.Module, metrics: dict[str, Any], what: str, epoch: i
             raise TrainingDiverged("parent", epoch, f"{what} has {name} {v}")
 
 
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def get_parent(ctx, dm, model_cfg: DictConfig, train_cfg: DictConfig, dataset_cfg: DictConfig | None = None):
     """Return ``(parent_model, info)``: load it from the cache or train it (resuming if interrupted).
 
@@ -87,7 +74,7 @@ def get_parent(ctx, dm, model_cfg: DictConfig, train_cfg: DictConfig, dataset_cf
     key = parent_key(recipe)
     folder = ctx.cache_dir / "parents" / key
     model: nn.Module = instantiate(model_cfg)
-    with _locked(ctx.cache_dir / "parents" / f"{key}.lock"):
+    with file_lock(ctx.cache_dir / "parents" / f"{key}.lock"):
         if (folder / "model.pt").exists() and (folder / "meta.json").exists():
             model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
             meta = json.loads((folder / "meta.json").read_text())

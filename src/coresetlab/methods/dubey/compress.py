@@ -29,7 +29,6 @@ from coresetlab.methods.dubey.coreset import (
     coreset_k,
     coreset_s,
     filter_importance,
-    svd_weight_only,
 )
 from coresetlab.methods.dubey.evaluation import SuffixEvaluator, accuracy, layer_output_stat, swapped
 from coresetlab.methods.dubey.layers import (
@@ -102,18 +101,32 @@ class Candidate:
 
 def factor_layer(
     layer: Compressible, cfg: CoresetConfig, rank: int, importance: torch.Tensor | None = None,
-    alpha: float | None = None,
+    alpha: float | None = None, memo: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> Candidate:
-    """The rank-``rank`` coreset replacement of ``layer`` for ``cfg.kind``."""
+    """The rank-``rank`` coreset replacement of ``layer`` for ``cfg.kind``.
+
+    ``memo`` (one dict per layer, e.g. across a rank search): Coreset-K and SVD keep the full-rank factors
+    there and truncate them for every rank — the same leading singular vectors :func:`.coreset.coreset_k`
+    computes for each rank, with one decomposition per layer instead of one per rank tried.
+    """
     rank = min(rank, min(weight_matrix(layer).shape))
+
+    def leading(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if memo is None:
+            return coreset_k(w, rank)
+        if cfg.kind not in memo:
+            memo[cfg.kind] = coreset_k(w, min(w.shape))
+        w_full, d_full = memo[cfg.kind]
+        return w_full[:, :rank].contiguous(), d_full[:rank].contiguous()
+
     if cfg.kind == "svd":
         w = weight_matrix(layer, with_bias=False)
-        w_hat, d = svd_weight_only(w, rank)
+        w_hat, d = leading(w)
         bias = layer.bias.detach() if layer.bias is not None else None
         return Candidate(factorize(layer, w_hat, d, bias=bias), None, rank)
     w = weight_matrix(layer)
     if cfg.kind == "k":
-        w_hat, d = coreset_k(w, rank)
+        w_hat, d = leading(w)
     elif cfg.kind == "a":
         if importance is None:
             raise ValueError("Coreset-A needs the filter importance (Eq. 6)")
@@ -177,11 +190,12 @@ def _search_layer(
     r_max = min(break_even_rank(d_dim, n), d_dim, n)
     best: tuple[int, Candidate] | None = None
     trace: list[tuple[int, bool]] = []
+    memo: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for alpha in (cfg.alpha_grid or [cfg.alpha]) if cfg.kind == "s" else [None]:
         cache: dict[int, Candidate] = {}
 
         def passes(r: int, alpha=alpha, cache=cache) -> bool:
-            cache[r] = factor_layer(layer, cfg, r, importance, alpha)
+            cache[r] = factor_layer(layer, cfg, r, importance, alpha, memo)
             with swapped(model, _replacements(model, name, cache[r], pairs)):
                 return ev.accuracy(model) >= threshold
 

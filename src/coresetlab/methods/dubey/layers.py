@@ -254,11 +254,12 @@ def channel_pairs(model: nn.Module) -> dict[str, tuple[str, list[str], int]]:
     ``spatial`` is how many flattened features one channel becomes at the consumer (``h·w`` when a conv
     map is flattened into a linear layer, else 1; channel-major flattening as ``nn.Flatten`` does).
     The last layer (the classifier) has no consumer, so its outputs are never pruned. Only chains
-    (see :func:`flat_chain`) are analysed; other architectures supply their own pairs.
+    (see :func:`flat_chain`) are analysed; other models get the pairs inside their residual blocks
+    (:func:`block_pairs`).
     """
     chain = flat_chain(model)
     if chain is None:
-        return {}
+        return block_pairs(model)
     pairs: dict[str, tuple[str, list[str], int]] = {}
     i = 0
     while i < len(chain):
@@ -280,6 +281,24 @@ def channel_pairs(model: nn.Module) -> dict[str, tuple[str, list[str], int]]:
             i = j if j > i + 1 else i + 1
         else:
             i += 1
+    return pairs
+
+
+def block_pairs(model: nn.Module) -> dict[str, tuple[str, list[str], int]]:
+    """Pruning pairs inside residual blocks (torchvision ``BasicBlock`` / ``Bottleneck``, the CIFAR ResNets):
+    a block with ``conv1 → bn1 → ReLU → conv2 (→ bn2 → ReLU → conv3)`` has internal widths that only its
+    next conv reads, so ``conv1`` (and ``conv2`` before a ``conv3``) can lose filters; the block's output
+    width (added to the shortcut) never changes, so residual shapes stay consistent."""
+    pairs: dict[str, tuple[str, list[str], int]] = {}
+    for prefix, m in model.named_modules():
+        convs = [getattr(m, f"conv{i}", None) for i in (1, 2, 3)]
+        bns = [getattr(m, f"bn{i}", None) for i in (1, 2, 3)]
+        if not all(isinstance(c, Compressible | Factorized) for c in convs[:2]) or not isinstance(bns[0], nn.BatchNorm2d):
+            continue
+        p = f"{prefix}." if prefix else ""
+        pairs[f"{p}conv1"] = (f"{p}conv2", [f"{p}bn1"], 1)
+        if isinstance(convs[2], Compressible | Factorized) and isinstance(bns[1], nn.BatchNorm2d):
+            pairs[f"{p}conv2"] = (f"{p}conv3", [f"{p}bn2"], 1)
     return pairs
 
 

@@ -83,6 +83,7 @@ class CoresetSettings:
     rank_search: str = "exponential"  # or "binary" (same answer for a monotone accuracy; see .search)
     budget: str = "cumulative"  # or "independent" (per-layer sensitivity; see .compress.coreset_compress)
     batch_size: int = 2000
+    layers: list[str] | None = None  # only these layers (names); None = every conv/linear layer (the paper)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from coresetlab.methods.dubey import DubeyMethod, Variant, apply_ap, coreset_com
 from coresetlab.methods.dubey.deep_compression import apply_masks, bake, magnitude_masks
 from coresetlab.methods.dubey.evaluation import accuracy
 from coresetlab.methods.dubey.layers import (
+    channel_pairs,
     compressible_layers,
     factorized_params,
     get_module,
@@ -41,6 +42,7 @@ from coresetlab.methods.dubey.pruning import activation_prune
 from coresetlab.methods.dubey.serialize import load_model, save_model
 from coresetlab.models import count_params
 from coresetlab.records import write_json_atomic
+from coresetlab.tasks.cnn.common import with_steps_per_epoch
 from coresetlab.tasks.dubey.dc_curve import run_dc_curve
 
 log = logging.getLogger("coresetlab")
@@ -106,7 +108,9 @@ class Pipeline:
             self.dm = instantiate(cfg.dataset)
             self.dm.setup()
         with ctx.stage("parent"):
-            self.parent, self.pinfo = get_parent(ctx, self.dm, cfg.model, self.t.parent)
+            # a StepwiseLR parent schedule needs its steps per epoch (CNN parent recipes, conf/parent/)
+            train_cfg = with_steps_per_epoch(self.t.parent, len(self.dm.dataset("train")))
+            self.parent, self.pinfo = get_parent(ctx, self.dm, cfg.model, train_cfg)
         self.parent.eval()
         tr, va, te = self.dm.dataset("train_eval"), self.dm.dataset("val"), self.dm.dataset("test")
         self.x_tr, self.y_tr, self.x_te, self.y_te = tr.x, tr.y, te.x, te.y
@@ -163,6 +167,7 @@ class Pipeline:
         ap = self.method.ap
         subsets = hashlib.sha256(self.idx["ap_eval"].numpy().tobytes() + self.idx["ap_score"].numpy().tobytes())
         ident = {"parent": self.pinfo["key"], "ap": vars(ap), "n_train": len(self.y_tr),
+                 "pairs": sorted(channel_pairs(self.parent)),
                  "subsets": subsets.hexdigest()}
         key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
         cache = self.ctx.cache_dir / "dubey_ap" / f"{key}.json"
@@ -190,7 +195,7 @@ class Pipeline:
             base, m.coreset_config(v.kind, self.ctx.seed), xs, ys, tol,
             importance_x=self.data("importance")[0] if v.kind == "a" else None, order=m.search.order,
             batch_size=int(m.search.batch_size), progress=self.progress(f"coreset-{v.name}"),
-            search=m.search.rank_search, budget=m.search.budget,
+            search=m.search.rank_search, budget=m.search.budget, layers=m.search.layers,
         )
 
     # -- one variant --------------------------------------------------------------------------------------
