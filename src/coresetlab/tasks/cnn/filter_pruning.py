@@ -9,8 +9,9 @@ Experiments ``vgg19_filter_coreset``, ``resnet56_filter_coreset`` and ``cifar_pr
    slimming's pruning step without its sparsity phase
    (:class:`~coresetlab.methods.slimming.SlimmingNoSparsity`), or AutoCL's fresh small network at the same
    widths (:class:`~coresetlab.methods.autocl.student.ReinitStudent`, ``needs_matching``: its loss-matching
-   phase ``task.match`` runs first and is reported as extra training). ``example_inputs`` = the first
-   ``task.example_images`` validation images (for tracing; data-independent methods ignore their values);
+   phase ``task.match`` runs first and is reported as extra training). ``example_inputs`` =
+   ``task.example_images`` un-augmented training images (traced; the filter coreset's per-layer β = their largest
+   input-patch norm when ``coreset_method.beta`` is null; uniform / L1 ignore their values);
    ``generator`` is seeded by the run's seed;
 3. a fresh optimizer and fine-tuning (:func:`~coresetlab.tasks.cnn.common.finetune`, ``task.finetune``;
    best validation accuracy kept), the same budget for every method of an experiment;
@@ -65,8 +66,9 @@ def build_method(cfg: DictConfig):
 
 
 def example_inputs(dm, n: int) -> torch.Tensor:
-    """The first ``n`` validation images (normalised, unaugmented), for tracing the network."""
-    x, _ = next(iter(dm.loader("val", max(1, int(n)))))
+    """``n`` un-augmented training images (normalised; the first batch of ``train_eval``): traced by the pruner,
+    and the filter coreset's β (input-patch norm bound per layer, ``beta: null``) is their largest patch norm."""
+    x, _ = next(iter(dm.loader("train_eval", max(1, int(n)))))
     return x[: max(1, int(n))].float()
 
 
