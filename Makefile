@@ -5,6 +5,7 @@ BIN     := $(VENV)/bin
 PROFILE ?= fast
 EXP     ?= lenet_autocl
 ARGS    ?=
+TEST_WORKERS ?= 2
 
 .PHONY: install run test test-full report reproduce publish lint clean-cache help
 
@@ -22,8 +23,9 @@ run: install   ## one paper artefact (default: AutoCL Table 2, fast profile), th
 	$(BIN)/python run.py +experiment=$(EXP) profile=$(PROFILE) $(ARGS)
 	$(BIN)/python -m coresetlab.report
 
-test: install  ## fast tests (CI)
-	$(BIN)/python -m pytest -m "not slow" -q
+test: install  ## fast tests (CI): one pytest-xdist worker per core (TEST_WORKERS=1 for a serial run)
+	@$(BIN)/python -c "import xdist" 2>/dev/null || $(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python -m pytest -m "not slow" -q -n $(TEST_WORKERS) --dist loadfile
 
 test-full: install
 	$(BIN)/python -m pytest -q

@@ -20,6 +20,16 @@ sys.path.insert(0, str(REPO))
 
 import coresetlab.resolvers  # noqa: E402,F401
 
+# Under pytest-xdist (`make test` runs `-n 2`: one worker per core) every worker and every CLI run it starts
+# uses ONE torch thread: two workers with two threads each would oversubscribe the cores (spin-waiting
+# threads run at a fraction of the speed). Serial runs keep torch's default.
+XDIST = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+if XDIST:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch  # noqa: E402
+
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def repo() -> Path:
@@ -45,6 +55,8 @@ def run_cli(outputs_dir):
         run_dir = outputs_dir / f"run{counter['n']}"
         full_env = {**os.environ, "CORESETLAB_OUTPUTS": str(outputs_dir), "WANDB_MODE": "offline",
                     "PYTHONWARNINGS": "ignore", **(env or {})}
+        if XDIST:  # one thread per worker (see XDIST above)
+            overrides = tuple("torch_threads=1" if o.startswith("torch_threads=") else o for o in overrides)
         args = [sys.executable, str(REPO / "run.py"), *overrides]
         if "-m" not in overrides and "--multirun" not in overrides:
             args.append(f"hydra.run.dir={run_dir}")
