@@ -174,3 +174,22 @@ def test_worst_case_conv_runs_and_coreset_is_exact_at_full_size():
     out = worst_case_conv(conv, bn, lin, 0.5, methods=["uniform"], beta=1.0, steps=5, generator=g,
                           input_shape=(3, 4, 4), restarts=2, normalizer="output")
     assert out["channel_uniform"] > 0
+
+
+def test_conv_layer_errors_with_data_bounds_the_data_errors():
+    """The ascent starts from the worst data points, so its worst case can never be below the data maximum."""
+    from coresetlab.methods.structured.worst_case_conv import conv_layer_errors
+
+    torch.manual_seed(1)
+    conv, bn, cons = nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Conv2d(8, 4, 3, padding=1)
+    _random_bn(nn.Sequential(bn))
+    data = torch.relu(torch.randn(20, 4, 4, 4))
+    beta = float(data.flatten(1).norm(dim=1).max())
+    g = torch.Generator().manual_seed(0)
+    res = conv_layer_errors(conv, bn, cons, 0.5, beta=beta, steps=5, generator=g, input_shape=(4, 4, 4),
+                            restarts=2, data=data, init_top=3)
+    for r in res.values():
+        assert 0 < r["err_avg"] <= r["err_max_data"] <= r["err_worst"] + 1e-12
+        assert r["worst_over_avg"] == pytest.approx(r["err_worst"] / r["err_avg"])
+    with pytest.raises(ValueError):
+        conv_layer_errors(conv, bn, cons, 0.5, beta=beta, steps=1, input_shape=(4, 5, 5), data=data)

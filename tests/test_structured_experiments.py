@@ -55,6 +55,13 @@ def test_filter_experiments_compose_and_share_parents(compose, profile):
 
 
 @pytest.mark.parametrize("profile", PROFILES)
+def test_conv_worst_case_composes_on_the_shared_vgg19_parent(compose, profile):
+    cfgs = [compose(f"+experiment={n}", f"profile={profile}") for n in ("conv_worst_case", "vgg19_autocl")]
+    OmegaConf.to_container(cfgs[0], resolve=True)
+    assert _parent_key(cfgs[0]) == _parent_key(cfgs[1])
+
+
+@pytest.mark.parametrize("profile", PROFILES)
 def test_vgg16_neuron_coreset_composes(compose, profile):
     cfg = compose("+experiment=vgg16_neuron_coreset", f"profile={profile}")
     OmegaConf.to_container(cfg, resolve=True)

@@ -82,6 +82,33 @@ def worst_case_conv(
     ``input_shape``: ``(C_in, H, W)`` of the searched input (default ``(C_in, 8, 8)``; a Linear consumer
     needs the shape that gives its ``in_features``). The methods are drawn once each (``generator``).
     """
+    res = conv_layer_errors(layer_conv, bn, consumer, keep, methods, beta, steps, generator, input_shape=input_shape,
+                            restarts=restarts, lr=lr, activation=activation, normalizer=normalizer)
+    return {name: r["err_worst"] for name, r in res.items()}
+
+
+def conv_layer_errors(
+    layer_conv: nn.Conv2d,
+    bn: nn.BatchNorm2d | None,
+    consumer: nn.Module,
+    keep: float,
+    methods: Sequence[Any] = ("filter_coreset", "uniform", "l1"),
+    beta: float = 1.0,
+    steps: int = 100,
+    generator: torch.Generator | None = None,
+    *,
+    input_shape: Sequence[int] | None = None,
+    restarts: int = 8,
+    lr: float = 0.5,
+    activation: str = "relu",
+    normalizer: str = "abs_sum",
+    data: torch.Tensor | None = None,
+    init_top: int = 4,
+) -> dict[str, dict[str, float]]:
+    """:func:`worst_case_conv` with the average case beside it: per method ``{"err_worst": …}`` plus, when
+    ``data`` (real inputs of the layer, ``(N, *input_shape)``, each of norm ≤ β) is given, ``err_avg`` /
+    ``err_max_data`` (mean / max error over ``data``) and ``worst_over_avg``; the ``init_top`` data points
+    with the largest error are added to the ascent's starting points (as the MLP search does)."""
     if not beta > 0 or steps < 0 or restarts < 1:
         raise ConfigError(f"worst-case search needs beta > 0, steps >= 0, restarts >= 1 (got {beta}, {steps}, {restarts})")
     if normalizer not in NORMALIZERS:
@@ -100,7 +127,11 @@ def worst_case_conv(
     def produce(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return phi(F.conv2d(x.view(-1, *shape), w, b, layer_conv.stride, layer_conv.padding, layer_conv.dilation))
 
-    out: dict[str, float] = {}
+    if data is not None:
+        data = data.detach().double().reshape(len(data), -1)
+        if data.shape[1] != math.prod(shape):
+            raise ValueError(f"data has {data.shape[1]} values per input, the searched shape {shape} has {math.prod(shape)}")
+    out: dict[str, dict[str, float]] = {}
     for spec in methods:
         sel = _method(spec, keep, beta)
         sample = sel.select(GroupView(layer_conv, bn, [consumer], beta), k, generator)
@@ -114,14 +145,27 @@ def worst_case_conv(
             den = (_consume(consumer, a.abs(), wc.abs(), None) if normalizer == "abs_sum" else z).flatten(1)
             return (z - zk).flatten(1).norm(dim=1) / den.norm(dim=1).clamp_min(1e-12)
 
-        out[getattr(sel, "name", str(spec))] = _ascent(error, math.prod(shape), beta, restarts, steps, lr, generator)
+        row: dict[str, float] = {}
+        init = None
+        if data is not None:
+            with torch.no_grad():
+                e = error(data)
+            row |= {"err_avg": float(e.mean()), "err_max_data": float(e.max())}
+            init = data[torch.topk(e, k=min(int(init_top), len(e))).indices] if init_top > 0 else None
+        row["err_worst"] = _ascent(error, math.prod(shape), beta, restarts, steps, lr, generator, init)
+        if "err_avg" in row:
+            row["worst_over_avg"] = row["err_worst"] / max(row["err_avg"], 1e-300)
+        out[getattr(sel, "name", str(spec))] = row
     return out
 
 
 def _ascent(error, dim: int, beta: float, restarts: int, steps: int, lr: float,
-            generator: torch.Generator | None) -> float:
+            generator: torch.Generator | None, init: torch.Tensor | None = None) -> float:
     g = torch.randn(restarts, dim, generator=generator, dtype=torch.float64)
     x = beta * g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    if init is not None:  # data points (projected onto the ball) as extra starts
+        x0 = init.reshape(len(init), -1).double()
+        x = torch.cat([x, x0 * (beta / x0.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)])
     with torch.no_grad():
         best = error(x)
     for t in range(steps):
