@@ -136,6 +136,7 @@ def register() -> None:
         # torchvision nets (conf/model/tv_*.yaml): the 32×32 proxy follows the dataset; imagenet = the original
         "proxy_of": lambda dataset: None if str(dataset) == "imagenet" else str(dataset),
         "classes_of": lambda dataset: 1000 if str(dataset) == "imagenet" else 10,
+        "len_of": lambda items: len(items),  # e.g. num_classes of a class subset (dataset.classes)
     }
     for name, fn in table.items():
         if not OmegaConf.has_resolver(name):

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torchvision import datasets
 
-from coresetlab.data.common import TensorDataModule, require_files
-from coresetlab.errors import DataError
+from coresetlab.data.common import TensorDataModule, require_files, select_classes
+from coresetlab.errors import ConfigError, DataError
 from coresetlab.paths import file_lock, repo_root
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -96,13 +96,23 @@ def random_crop_flip(x: torch.Tensor, gen: torch.Generator | None = None, pad: i
 
 
 class CIFAR10DataModule(TensorDataModule):
-    """CIFAR-10, 3x32x32 normalised; ``name`` becomes ``cifar10-jpeg`` when read from the JPEG copy."""
+    """CIFAR-10, 3x32x32 normalised; ``name`` becomes ``cifar10-jpeg`` when read from the JPEG copy.
+
+    ``classes`` (optional, e.g. ``[5, 6, 7, 8, 9]``): keep only these classes, relabelled ``0..k-1`` in the
+    given order (:func:`~coresetlab.data.common.select_classes`), before the validation split and subsets;
+    ``num_classes`` becomes ``k``. Absent (the default config has no such key) = all ten classes.
+    """
 
     name = "cifar10"
 
-    def __init__(self, *args, val_size: int = 5000, **kwargs) -> None:
+    def __init__(self, *args, val_size: int = 5000, classes: list[int] | None = None, **kwargs) -> None:
         super().__init__(*args, val_size=val_size, **kwargs)
         self.source: str | None = None
+        self.classes = None if classes is None else [int(c) for c in classes]
+        if self.classes is not None:
+            if not self.classes or len(set(self.classes)) != len(self.classes) or not set(self.classes) <= set(range(10)):
+                raise ConfigError(f"dataset.classes: CIFAR-10 classes must be distinct labels in 0..9, got {list(classes)}")
+            self.num_classes = len(self.classes)
 
     def _load(self):
         xtr, ytr, xte, yte, self.source = load_cifar10_arrays(self.root, self.cache_dir, self.download)
@@ -113,7 +123,12 @@ class CIFAR10DataModule(TensorDataModule):
         def norm(a: np.ndarray) -> torch.Tensor:
             return (torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
 
-        return norm(xtr), torch.from_numpy(ytr).long(), norm(xte), torch.from_numpy(yte).long()
+        ytr_t, yte_t = torch.from_numpy(ytr).long(), torch.from_numpy(yte).long()
+        if self.classes is not None:
+            itr, ytr_t = select_classes(ytr_t, self.classes)
+            ite, yte_t = select_classes(yte_t, self.classes)
+            return norm(xtr[itr.numpy()]), ytr_t, norm(xte[ite.numpy()]), yte_t
+        return norm(xtr), ytr_t, norm(xte), yte_t
 
     def train_transform(self):
         return random_crop_flip

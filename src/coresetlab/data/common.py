@@ -80,6 +80,17 @@ def seeded_subset(idx: torch.Tensor, size: int | None, seed: int) -> torch.Tenso
     return idx[perm[:size]].sort().values
 
 
+def select_classes(y: torch.Tensor, classes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the samples whose label is in ``classes`` and their labels remapped to ``0..k-1``
+    (``classes[i]`` -> ``i``), e.g. CIFAR-10 classes 5–9 as a 5-class task (Dubey et al. Table 6 proxy)."""
+    classes = [int(c) for c in classes]
+    lut = torch.full((int(max(int(y.max()), *classes)) + 1,), -1, dtype=torch.long)
+    lut[torch.as_tensor(classes)] = torch.arange(len(classes))
+    new = lut[y]
+    idx = torch.nonzero(new >= 0).flatten()
+    return idx, new[idx]
+
+
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.md5()
     with open(path, "rb") as f:

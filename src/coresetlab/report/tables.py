@@ -74,6 +74,17 @@ def profiles_present(df: pd.DataFrame) -> list[str]:
     return [p for p in PROFILE_ORDER if p in present] + sorted(present - set(PROFILE_ORDER))
 
 
+def relative_values(ok: pd.DataFrame, part: pd.DataFrame, rel: dict[str, Any]) -> pd.Series | None:
+    """A derived column: ``mean(ref metric over the runs matching rel['where']) / part[rel['of']]`` per run, e.g.
+    Dubey et al. Table 4's "Rel. to AlexNet" = our AlexNet proxy parent's bytes / a SqueezeNet variant's bytes
+    (``relative_to: {of: ap_s_bytes, where: {experiment: alexnet_dubey}, metric: parent_bytes}``); both from the
+    same profile's ok runs. None when either side is missing."""
+    ref = select(ok, rel.get("where"))
+    if ref.empty or rel["metric"] not in ref.columns or rel["of"] not in part.columns:
+        return None
+    return float(ref[rel["metric"]].mean()) / part[rel["of"]]
+
+
 def runs_table(spec: dict[str, Any], runs: pd.DataFrame, profile: str) -> pd.DataFrame:
     """Long table: one line per (row label, recipe, metric) with ours (mean, std, n), paper value and Δ.
 
@@ -88,7 +99,9 @@ def runs_table(spec: dict[str, Any], runs: pd.DataFrame, profile: str) -> pd.Dat
             recipe = "/".join(sorted(set(part["recipe"].dropna()))) if "recipe" in part.columns and len(part) else profile
             for metric, mspec in (row.get("metrics") or {}).items():
                 mspec = mspec or {}
-                mean, std, n = mean_std(part[metric]) if metric in part.columns else (float("nan"), float("nan"), 0)
+                values = relative_values(ok, part, mspec["relative_to"]) if "relative_to" in mspec else (
+                    part[metric] if metric in part.columns else None)
+                mean, std, n = mean_std(values) if values is not None else (float("nan"), float("nan"), 0)
                 paper = mspec.get("paper")
                 out.append({
                     "row": f"{row['label']} [{variant}]" if variant else row["label"], "metric": metric,

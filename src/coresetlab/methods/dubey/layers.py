@@ -310,3 +310,19 @@ def prune_outputs(model: nn.Module, pair: tuple[str, list[str], int], producer: 
     for bn in bns:
         replace_module(model, bn, keep_batchnorm(get_module(model, bn), keep))
     replace_module(model, consumer, keep_inputs(get_module(model, consumer), keep, spatial))
+
+
+def filter_bank(layer: nn.Module) -> torch.Tensor:
+    """The filters of a conv layer as ``(n, C, h, w)`` (Dubey et al. supp. Figs 8–10, conv1 before / after
+    Coreset-S). A factorised layer gives its coreset filters Ŵ (``basis``, the complete Coreset-S
+    representation), ordered by the L2 norm of their decompression weights (the ``mix`` column of each),
+    largest first — our stand-in for the paper's "ordered ... on the basis of their eigenvalues"."""
+    if isinstance(layer, Factorized):
+        if not isinstance(layer.basis, nn.Conv2d):
+            raise ValueError("filter_bank: the factorised layer is not a convolution")
+        mix = layer.mix.weight.detach().reshape(layer.mix.weight.shape[0], -1)  # (N, r)
+        order = torch.argsort(mix.norm(dim=0), descending=True, stable=True)
+        return layer.basis.weight.detach()[order].clone()
+    if not isinstance(layer, nn.Conv2d):
+        raise ValueError(f"filter_bank: {type(layer).__name__} is not a convolution")
+    return layer.weight.detach().clone()

@@ -128,3 +128,22 @@ def apply_ap(model: nn.Module, kept: dict[str, list[int]]) -> nn.Module:
     for name, keep in kept.items():
         prune_outputs(model, pairs[name], name, torch.as_tensor(keep, dtype=torch.long))
     return model
+
+
+def n_keep(n: int, fraction: float) -> int:
+    """Filters kept of ``n`` at a kept fraction: ``max(1, round(fraction · n))``."""
+    return max(1, min(n, int(round(float(fraction) * n))))
+
+
+def prune_filters(model: nn.Module, keep: dict[str, torch.Tensor]) -> nn.Module:
+    """A copy of ``model`` with only the filters ``keep[name]`` of each listed layer (and the matching inputs
+    of its consumer, :func:`.layers.prune_outputs`); no retraining. Dubey et al. Fig. 2 / Fig. 4 compare
+    filter selections at equal fractions: AP's top filters by activation (:func:`activation_ranking`) vs
+    filters of largest weight norm (Li et al. 2017)."""
+    model = copy.deepcopy(model)
+    pairs = channel_pairs(model)
+    for name, idx in keep.items():
+        if name not in pairs:
+            raise ValueError(f"layer {name!r} has no prunable outputs (not in channel_pairs)")
+        prune_outputs(model, pairs[name], name, torch.as_tensor(idx, dtype=torch.long))
+    return model

@@ -29,7 +29,7 @@ from coresetlab.errors import ConfigError, CoresetlabError
 from coresetlab.methods.dubey import DubeyMethod
 from coresetlab.models import count_params
 from coresetlab.tasks.dubey.pipeline import Pipeline, time_per_batch
-from coresetlab.tasks.dubey.sweep import SWEEP_VARIANTS, sweep
+from coresetlab.tasks.dubey.sweep import FILTER_VARIANTS, SWEEP_VARIANTS, sweep
 
 log = logging.getLogger("coresetlab")
 
@@ -47,6 +47,11 @@ def _check_task(t: DictConfig) -> None:
             raise ConfigError(f"task.sweep.tolerances must lie in [0, 1), got {f}")
     if sw.get("mode", "tolerance") not in ("tolerance", "uniform"):
         raise ConfigError(f"task.sweep.mode must be 'tolerance' or 'uniform', got {sw.get('mode')!r}")
+    for f in sw.get("filter_fractions") or []:
+        if not 0 < float(f) <= 1:
+            raise ConfigError(f"task.sweep.filter_fractions must lie in (0, 1], got {f}")
+    if set(sw.get("variants") or []) & set(FILTER_VARIANTS) and not sw.get("filter_fractions"):
+        raise ConfigError(f"task.sweep.variants {list(FILTER_VARIANTS)} need task.sweep.filter_fractions")
     unknown = sorted(set(sw.get("variants") or []) - set(SWEEP_VARIANTS))
     if unknown:
         raise ConfigError(f"task.sweep.variants: unknown {unknown}; choose from {list(SWEEP_VARIANTS)}")

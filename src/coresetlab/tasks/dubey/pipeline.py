@@ -30,9 +30,11 @@ from coresetlab.methods.dubey import DubeyMethod, Variant, apply_ap, coreset_com
 from coresetlab.methods.dubey.deep_compression import apply_masks, bake, magnitude_masks
 from coresetlab.methods.dubey.evaluation import accuracy
 from coresetlab.methods.dubey.layers import (
+    Factorized,
     channel_pairs,
     compressible_layers,
     factorized_params,
+    filter_bank,
     get_module,
     n_outputs,
     n_params,
@@ -130,6 +132,21 @@ class Pipeline:
         with ctx.stage("serialize"):
             self.parent_size = save_model(self.parent, self.models_dir / "parent.dcnn", self.base_config)
         self.parent_bytes = self.parent_size.file_bytes
+        self.first_conv = next((n for n in compressible_layers(self.parent)
+                                if isinstance(get_module(self.parent, n), nn.Conv2d)), None)
+        self.save_filters(self.parent, "parent")
+
+    def save_filters(self, model: nn.Module, name: str) -> str | None:
+        """Write the first conv layer's filters (:func:`filter_bank`) to ``filters/<layer>_<name>.npy`` in the run
+        folder (supp. Figs 8–10); returns the path relative to the run folder (None without a conv layer)."""
+        if self.first_conv is None:
+            return None
+        import numpy as np
+
+        rel = f"filters/{self.first_conv}_{name}.npy"
+        (self.ctx.out_dir / "filters").mkdir(parents=True, exist_ok=True)
+        np.save(self.ctx.out_dir / rel, filter_bank(get_module(model, self.first_conv)).numpy())
+        return rel
 
     # -- helpers ------------------------------------------------------------------------------------------
     def data(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,6 +228,10 @@ class Pipeline:
                 model, outs, info = self.coreset(base, v, m.search.tol)
             outcomes = {o.name: o for o in outs}
             extra["coreset"] = info
+            if v.kind == "s":  # supp. Figs 8-10: conv1 before (parent) and after Coreset-S
+                extra["filters"] = {"layer": self.first_conv, "parent": self.save_filters(self.parent, "parent"),
+                                    "after": self.save_filters(model, v.name),
+                                    "compressed": isinstance(get_module(model, self.first_conv), Factorized)}
         model.eval()
         pre_test, pre_val = self.test_acc(model), self.val_acc(model)
         metrics: dict[str, Any] = {"coreset_test_acc": pre_test, "coreset_test_err": 1 - pre_test,
