@@ -162,6 +162,7 @@ class Pipeline:
 
     def train(self, model: nn.Module, epochs: int, phase: str) -> None:
         rt = self.t.retrain
+        model.train()  # Lightning keeps a module's mode: an eval-mode copy would train with frozen BN / no dropout
         module = ClassifierModule(model, instantiate(rt.optimizer))
         fit_module(self.ctx, module, self.dm.loader("train", int(rt.batch_size)), self.dm.loader("val"),
                    phase=phase, epochs=int(epochs), monitor="val_acc", mode="max")
