@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from coresetlab.report import style  # noqa: E402
 
@@ -76,6 +77,7 @@ def acc_vs_cost(manifest: dict[str, Any], runs: pd.DataFrame, records: pd.DataFr
                 kw["linestyle"] = ls
                 ax.plot(s["x"], s["y"], ms=5, lw=1.4, **kw)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels (2×10⁰, 3×10⁰, …) overlap
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (after fine-tuning)")
         ax.grid(True, alpha=0.3, which="both")
