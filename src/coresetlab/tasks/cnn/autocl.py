@@ -28,13 +28,11 @@ from coresetlab.lit import MatchingModule
 from coresetlab.methods.autocl.objective import loss_ratio_error
 from coresetlab.tasks.cnn.common import (
     cnn_record,
-    cost,
     eval_splits,
-    finetune,
+    finetune_and_measure,
+    open_parent,
     phase_cfg,
     scheduler_factory,
-    setup_data,
-    shared_parent,
     train_phase,
     validate_task,
 )
@@ -43,12 +41,7 @@ from coresetlab.tasks.cnn.common import (
 def run(cfg: DictConfig, ctx) -> dict[str, Any]:
     t = cfg.task
     validate_task(t, ("match", "finetune"))
-    with ctx.stage("data"):
-        dm = setup_data(cfg)
-    with ctx.stage("parent"):
-        parent, pinfo = shared_parent(ctx, dm, cfg)
-    with ctx.stage("measure_parent"):
-        cost_parent = cost(parent, dm, t.measure)
+    dm, parent, pinfo, cost_parent = open_parent(cfg, ctx)
 
     with ctx.stage("init_small"):
         method = instantiate(cfg.coreset_method)
@@ -63,13 +56,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
     parent.cpu().eval()
     with ctx.stage("evaluate_before_ft"):
         before = eval_splits(small, dm)
-    with ctx.stage("finetune"):
-        fits["finetune"] = finetune(ctx, dm, small, t.finetune)
-    with ctx.stage("evaluate"):
-        small.cpu()
-        after = eval_splits(small, dm)
-    with ctx.stage("measure_small"):
-        cost_small = cost(small, dm, t.measure)
+    fits["finetune"], after, cost_small = finetune_and_measure(ctx, dm, small, t)
 
     eps = {
         "eps_test": float(loss_ratio_error(after["test"]["loss"], pinfo["test_loss"])),

@@ -147,6 +147,33 @@ def cost(model: nn.Module, dm, measure_cfg: DictConfig) -> dict[str, Any]:
     return network_cost(model, shape, {b: (w, r) for b, w, r in zip(batches, warm, reps)})
 
 
+def open_parent(cfg: DictConfig, ctx) -> tuple[Any, nn.Module, dict[str, Any], dict[str, Any]]:
+    """The opening stages every CNN experiment shares: ``data``, ``parent`` (from the parent cache) and
+    ``measure_parent``. Returns ``(datamodule, parent, parent_info, parent_cost)``."""
+    with ctx.stage("data"):
+        dm = setup_data(cfg)
+    with ctx.stage("parent"):
+        parent, pinfo = shared_parent(ctx, dm, cfg)
+    with ctx.stage("measure_parent"):
+        cost_parent = cost(parent, dm, cfg.task.measure)
+    return dm, parent, pinfo, cost_parent
+
+
+def finetune_and_measure(
+    ctx, dm, small: nn.Module, t: DictConfig
+) -> tuple[dict[str, Any] | None, dict[str, dict[str, float]], dict[str, Any]]:
+    """The closing stages every CNN experiment shares: ``finetune`` (``t.finetune``), ``evaluate`` on the
+    validation and test splits, ``measure_small``. Returns ``(finetune_fit, after, small_cost)``."""
+    with ctx.stage("finetune"):
+        fit = finetune(ctx, dm, small, t.finetune)
+    with ctx.stage("evaluate"):
+        small.cpu()
+        after = eval_splits(small, dm)
+    with ctx.stage("measure_small"):
+        cost_small = cost(small, dm, t.measure)
+    return fit, after, cost_small
+
+
 def width_metrics(widths: list[int]) -> dict[str, int]:
     return {f"width_l{i + 1:02d}": int(w) for i, w in enumerate(widths)}
 

@@ -38,14 +38,12 @@ from coresetlab.lit import MatchingModule
 from coresetlab.methods.autocl.objective import loss_ratio_error
 from coresetlab.tasks.cnn.common import (
     cnn_record,
-    cost,
     eval_splits,
-    finetune,
+    finetune_and_measure,
+    open_parent,
     phase_cfg,
     phase_images,
     scheduler_factory,
-    setup_data,
-    shared_parent,
     train_phase,
     validate_task,
 )
@@ -85,12 +83,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
     matching = bool(getattr(method, "needs_matching", False))
     validate_task(t, ("match", "finetune") if t.get("match") is not None else ("finetune",))
     keep = float(getattr(method, "keep", math.nan))
-    with ctx.stage("data"):
-        dm = setup_data(cfg)
-    with ctx.stage("parent"):
-        parent, pinfo = shared_parent(ctx, dm, cfg)
-    with ctx.stage("measure_parent"):
-        cost_parent = cost(parent, dm, t.measure)
+    dm, parent, pinfo, cost_parent = open_parent(cfg, ctx)
 
     gen = torch.Generator().manual_seed(int(ctx.seed))
     with ctx.stage("prune"):
@@ -111,13 +104,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
         parent.cpu().eval()
         small.cpu()
         before = eval_splits(small, dm)  # "before fine-tuning" = after matching for the learned network
-    with ctx.stage("finetune"):
-        fits["finetune"] = finetune(ctx, dm, small, t.finetune)
-    with ctx.stage("evaluate"):
-        small.cpu()
-        after = eval_splits(small, dm)
-    with ctx.stage("measure_small"):
-        cost_small = cost(small, dm, t.measure)
+    fits["finetune"], after, cost_small = finetune_and_measure(ctx, dm, small, t)
 
     match_images = budget_images(dm, t.match) if matching else 0
     metrics: dict[str, float] = {

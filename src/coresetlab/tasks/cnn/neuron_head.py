@@ -32,11 +32,9 @@ from coresetlab.methods.neuron.coreset import NeuronSelector
 from coresetlab.methods.shared.mlp_surgery import check_reweight, compress_mlp, hidden_widths_for_compression
 from coresetlab.tasks.cnn.common import (
     cnn_record,
-    cost,
     eval_splits,
-    finetune,
-    setup_data,
-    shared_parent,
+    finetune_and_measure,
+    open_parent,
     validate_task,
 )
 
@@ -80,12 +78,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
     check_reweight(reweight, "relu")
     if not cfg.model.get("head"):
         raise ConfigError("vgg16_neuron_coreset needs a model with a dense head (model.head: hidden widths)")
-    with ctx.stage("data"):
-        dm = setup_data(cfg)
-    with ctx.stage("parent"):
-        parent, pinfo = shared_parent(ctx, dm, cfg)
-    with ctx.stage("measure_parent"):
-        cost_parent = cost(parent, dm, t.measure)
+    dm, parent, pinfo, cost_parent = open_parent(cfg, ctx)
 
     head = parent.classifier
     hidden = hidden_widths_for_compression(head.widths, rate)
@@ -101,13 +94,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
         small.name = f"{getattr(parent, 'name', 'vgg16')}_{sel.name}_dense{round(100 * (1 - rate))}"
         before = eval_splits(small, dm)
     fits: dict[str, Any] = {"finetune": None}
-    with ctx.stage("finetune"):
-        fits["finetune"] = finetune(ctx, dm, small, t.finetune)
-    with ctx.stage("evaluate"):
-        small.cpu()
-        after = eval_splits(small, dm)
-    with ctx.stage("measure_small"):
-        cost_small = cost(small, dm, t.measure)
+    fits["finetune"], after, cost_small = finetune_and_measure(ctx, dm, small, t)
 
     d0, d1 = dense_params(parent), dense_params(small)
     metrics: dict[str, float] = {

@@ -27,13 +27,11 @@ from coresetlab.lit import ClassifierModule
 from coresetlab.lit.sparsity import BNSparsity
 from coresetlab.tasks.cnn.common import (
     cnn_record,
-    cost,
     eval_splits,
-    finetune,
+    finetune_and_measure,
+    open_parent,
     phase_cfg,
     scheduler_factory,
-    setup_data,
-    shared_parent,
     train_phase,
     validate_task,
 )
@@ -43,12 +41,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
     t = cfg.task
     validate_task(t, ("sparsity", "finetune"))
     method = instantiate(cfg.coreset_method).validate()
-    with ctx.stage("data"):
-        dm = setup_data(cfg)
-    with ctx.stage("parent"):
-        parent, pinfo = shared_parent(ctx, dm, cfg)
-    with ctx.stage("measure_parent"):
-        cost_parent = cost(parent, dm, t.measure)
+    dm, parent, pinfo, cost_parent = open_parent(cfg, ctx)
 
     sp = t.sparsity
     if bool(sp.from_scratch):
@@ -68,13 +61,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
         small, info = method.prune(sparse)
         small.name = f"{getattr(parent, 'name', 'vgg')}_slimmed{round(100 * method.percent)}"
         before = eval_splits(small, dm)
-    with ctx.stage("finetune"):
-        fits["finetune"] = finetune(ctx, dm, small, t.finetune)
-    with ctx.stage("evaluate"):
-        small.cpu()
-        after = eval_splits(small, dm)
-    with ctx.stage("measure_small"):
-        cost_small = cost(small, dm, t.measure)
+    fits["finetune"], after, cost_small = finetune_and_measure(ctx, dm, small, t)
 
     extra_metrics = {
         "sparse_test_acc": sparse_eval["test"]["acc"], "sparse_val_acc": sparse_eval["val"]["acc"],
