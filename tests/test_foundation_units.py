@@ -110,3 +110,17 @@ def test_write_json_atomic_handles_tensors_and_nan(tmp_path):
     write_json_atomic(p, {"a": torch.tensor(1.5), "b": float("nan"), "c": np.arange(3)})
     assert json.loads(p.read_text()) == {"a": 1.5, "b": None, "c": [0, 1, 2]}
     assert [f.name for f in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_a_parent_at_chance_is_flagged_and_warned(caplog):
+    """A parent that did not learn (val. accuracy within 2 pt of 1/classes) is marked and logged, never silent."""
+    from types import SimpleNamespace
+
+    from coresetlab.lit.parents import _flag_chance
+
+    dm = SimpleNamespace(num_classes=10)
+    with caplog.at_level("WARNING", logger="coresetlab"):
+        stuck = _flag_chance({"key": "p", "val_acc": 0.105}, dm)
+    assert stuck["at_chance"] is True and "at chance level" in caplog.text
+    assert _flag_chance({"key": "p", "val_acc": 0.60}, dm)["at_chance"] is False
+    assert _flag_chance({"key": "p", "val_acc": 0.51}, SimpleNamespace(num_classes=2))["at_chance"] is True

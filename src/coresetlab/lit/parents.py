@@ -81,7 +81,7 @@ def get_parent(ctx, dm, model_cfg: DictConfig, train_cfg: DictConfig, dataset_cf
             _check_finite(model, meta, f"the cached parent {folder} (delete that folder to retrain it)",
                           int((meta.get("fit") or {}).get("epochs", 0)))
             log.info("parent %s: reused from cache", key)
-            return model, {**meta, "key": key, "dir": str(folder), "cached": True}
+            return model, _flag_chance({**meta, "key": key, "dir": str(folder), "cached": True}, dm)
         folder.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(recipe), folder / "recipe.yaml")
         torch.manual_seed(ctx.seed)
@@ -105,4 +105,20 @@ def get_parent(ctx, dm, model_cfg: DictConfig, train_cfg: DictConfig, dataset_cf
         write_json_atomic(folder / "meta.json", meta)
         (folder / "ckpt" / "last.ckpt").unlink(missing_ok=True)  # finished: the checkpoint is no longer needed
         log.info("parent %s: trained (%s epochs), test acc %.4f", key, fit["epochs"], test["acc"])
-        return model, {**meta, "key": key, "dir": str(folder), "cached": False}
+        return model, _flag_chance({**meta, "key": key, "dir": str(folder), "cached": False}, dm)
+
+
+CHANCE_MARGIN = 0.02
+
+
+def _flag_chance(info: dict, dm) -> dict:
+    """Mark (``info["at_chance"]``) and warn about a parent whose validation accuracy is within
+    :data:`CHANCE_MARGIN` of guessing (1 / classes): it did not learn, and whatever is compressed from it
+    means nothing. Records carry the flag (``parent_at_chance``); smoke parents are expected to be there."""
+    classes = int(getattr(dm, "num_classes", 0) or 0)
+    at_chance = classes > 1 and float(info.get("val_acc", 1.0)) <= 1.0 / classes + CHANCE_MARGIN
+    if at_chance:
+        log.warning("parent %s is at chance level (val acc %.4f, %d classes): it did not learn; results built on it "
+                    "are not meaningful (check the parent recipe's learning rate / epochs)", info.get("key"),
+                    float(info["val_acc"]), classes)
+    return {**info, "at_chance": bool(at_chance)}

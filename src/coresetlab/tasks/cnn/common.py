@@ -192,7 +192,7 @@ def cnn_record(
         "test_err_before_ft": 1.0 - before["test"]["acc"], "val_acc_before_ft": before["val"]["acc"],
         "parent_test_acc": pinfo["test_acc"], "parent_test_loss": pinfo["test_loss"],
         "parent_test_err": 1.0 - pinfo["test_acc"], "parent_val_acc": pinfo["val_acc"],
-        "parent_val_loss": pinfo["val_loss"],
+        "parent_val_loss": pinfo["val_loss"], "parent_at_chance": float(bool(pinfo.get("at_chance"))),
         "delta_err": pinfo["test_acc"] - after["test"]["acc"],
         "compression_ratio": 1.0 - sum(w_small) / sum(w_parent),
         "flops_parent": cost_parent["flops"], "flops": cost_small["flops"],

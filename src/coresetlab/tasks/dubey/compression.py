@@ -87,6 +87,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
         "parent_test_acc": parent_acc, "parent_test_err": 1 - parent_acc, "parent_val_acc": pipe.parent_val_acc,
         "parent_params": pipe.parent_params, "parent_bytes": pipe.parent_bytes,
         "parent_float32_bytes": 4 * pipe.parent_params, "parent_ms_per_batch": parent_ms,
+        "parent_at_chance": float(bool(pipe.pinfo.get("at_chance"))),
     }
     table: list[dict[str, Any]] = [{"table": "variants", "variant": "parent", "label": "Baseline (parent)",
                                     "test_acc": parent_acc, "test_err": 1 - parent_acc,
