@@ -185,8 +185,13 @@ def test_publish_copies_only_ok_records_of_the_profile(configs, tmp_path):
     _run(src, configs, "paper_s1_y", seed=1, status="failed")
     _run(src, configs, "fast_s0_z", profile="fast")
     (src / "paper_s0_x" / "run.log").write_text("big logs stay out")
+    (src / "paper_s0_x" / "models").mkdir()
+    (src / "paper_s0_x" / "models" / "parent.dcnn").write_bytes(b"model files stay out")
+    (src / "paper_s0_x" / "filters").mkdir()
+    (src / "paper_s0_x" / "filters" / "conv1_parent.npy").write_bytes(b"figure inputs travel")
     assert main(["--from", str(src.parent), "--to", str(dest)]) == 0
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
+        "lenet_autocl/paper_s0_x/filters/conv1_parent.npy",
         "lenet_autocl/paper_s0_x/resolved_config.yaml", "lenet_autocl/paper_s0_x/results.json"]
     assert main(["--from", str(src.parent), "--to", str(dest), "--profile", "fast"]) == 0
     assert json.loads((dest / "lenet_autocl" / "fast_s0_z" / "results.json").read_text())["profile"] == "fast"

@@ -2,7 +2,8 @@
 
 Copies every ok run of the chosen profile (default ``paper``) from ``outputs/`` into the tracked
 ``results/`` folder, as ``results/<experiment>/<run folder name>/{results.json, resolved_config.yaml}``
-(a few kB per run). Failed runs are never copied, nor runs of another profile: ``fast`` or ``smoke`` runs
+(a few kB per run), plus the small figure inputs a run writes (``filters/*.npy``: the conv1 filter banks of
+Dubey et al. supp. Figs 8–10, a few kB each). Failed runs are never copied, nor runs of another profile: ``fast`` or ``smoke`` runs
 are copied only when ``--profile`` names them, and they stay labelled with their profile in the report.
 A run already in ``results/`` is replaced by a newer copy of the same run folder. The report reads
 ``results/`` as well as ``outputs/`` and marks these rows ``reference run (<sha>, <date>)``.
@@ -28,6 +29,7 @@ from coresetlab.records import RESULTS_FILE
 from coresetlab.report.collect import find_result_files
 
 FILES = (RESULTS_FILE, "resolved_config.yaml")
+FIGURE_INPUTS = ("filters/*.npy",)   # small per-run arrays the report draws (conv1 filter grids)
 
 
 @dataclass
@@ -38,9 +40,14 @@ class Published:
     other_profile: int = 0
 
 
+def _files(run: Path) -> list[str]:
+    """The published files of a run folder, relative to it."""
+    extra = sorted(f.relative_to(run).as_posix() for pattern in FIGURE_INPUTS for f in run.glob(pattern))
+    return [f for f in FILES if (run / f).is_file()] + extra
+
+
 def _same(src: Path, dst: Path) -> bool:
-    return all((dst / f).is_file() and (src / f).read_bytes() == (dst / f).read_bytes()
-               for f in FILES if (src / f).is_file())
+    return all((dst / f).is_file() and (src / f).read_bytes() == (dst / f).read_bytes() for f in _files(src))
 
 
 def publish(source: Path, dest: Path, profile: str = "paper", experiments: list[str] | None = None,
@@ -75,7 +82,8 @@ def publish(source: Path, dest: Path, profile: str = "paper", experiments: list[
             continue
         if not dry_run:
             target.mkdir(parents=True, exist_ok=True)
-            for name in FILES:
+            for name in _files(run):
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(run / name, target / name)
         out.copied.append(target)
     return out
