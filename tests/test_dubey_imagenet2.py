@@ -115,3 +115,32 @@ def test_alexnet_filter_sweep_and_conv1_filters(run_cli):
     f = r["extra"]["variants"]["s"]["filters"]
     assert f["compressed"] and np.load(run_dir / f["parent"]).shape == (64, 3, 5, 5)
     assert np.load(run_dir / f["after"]).shape[0] < 64
+
+
+def test_bn_recalibration_restores_running_statistics_and_leaves_weights_alone():
+    """recalibrate_bn: stale running statistics are replaced by the data's (cumulative average); learned
+    parameters and the train/eval mode are untouched; a network without BN is a no-op."""
+    import torch
+    from torch import nn
+
+    from coresetlab.methods.dubey.deep_compression import recalibrate_bn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    net.eval()
+    net[1].running_mean.fill_(100.0)
+    net[1].running_var.fill_(1e-3)
+    x = torch.randn(64, 3, 8, 8) * 2 + 1
+    before = {k: v.clone() for k, v in net.named_parameters()}
+    assert recalibrate_bn(net, [x[:32], x[32:]]) == 1
+    with torch.no_grad():
+        h = net[0](x)
+    torch.testing.assert_close(net[1].running_mean, h.mean((0, 2, 3)), atol=1e-4, rtol=1e-4)
+    assert not net.training and net[1].momentum == 0.1
+    assert all(torch.equal(before[k], v) for k, v in net.named_parameters())
+    with torch.no_grad():  # eval output now matches batch-statistics output
+        net.train()
+        y_train = net(x)
+        net.eval()
+        torch.testing.assert_close(net(x), y_train, atol=5e-2, rtol=5e-2)
+    assert recalibrate_bn(nn.Sequential(nn.Linear(3, 2)), [torch.randn(4, 3)]) == 0

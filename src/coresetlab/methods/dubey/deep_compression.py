@@ -15,7 +15,7 @@ itself is supplied by the caller (no Lightning here).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -288,6 +288,31 @@ def deep_compress(
     """
     _, out, quantized = next(deep_compress_path(model, cfg, [cfg.keep_scale], train))
     return out, quantized
+
+
+def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+    """Re-estimate every BatchNorm layer's running statistics on ``batches`` (a cumulative average, no gradient),
+    leaving the learned scale and shift alone; returns the number of BN layers (0: nothing to do).
+
+    Needed after Deep Compression's centroid fine-tuning of a BN network: every step moves all weights of a
+    cluster at once, and the running averages (momentum 0.1) lag behind the weights they normalise — measured on
+    the VGG-16-BN CIFAR proxy (fast profile): 59 % accuracy with batch statistics but 28 % in eval mode after
+    20 centroid steps, 59 % again after this re-estimation. Not part of Han et al. (their nets have no BN)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return 0
+    was, momenta = model.training, [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the given batches
+    model.train()
+    with torch.no_grad():
+        for x in batches:
+            model(x)
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    model.train(was)
+    return len(bns)
 
 
 def select_point(val_errs: list[float], factors: list[float], bound: float) -> tuple[int, bool]:

@@ -27,7 +27,7 @@ from torch import nn
 
 from coresetlab.lit import ClassifierModule, fit_module, get_parent
 from coresetlab.methods.dubey import DubeyMethod, Variant, apply_ap, coreset_compress
-from coresetlab.methods.dubey.deep_compression import apply_masks, bake, magnitude_masks
+from coresetlab.methods.dubey.deep_compression import apply_masks, bake, magnitude_masks, recalibrate_bn
 from coresetlab.methods.dubey.evaluation import accuracy
 from coresetlab.methods.dubey.layers import (
     Factorized,
@@ -166,6 +166,11 @@ class Pipeline:
         module = ClassifierModule(model, instantiate(rt.optimizer))
         fit_module(self.ctx, module, self.dm.loader("train", int(rt.batch_size)), self.dm.loader("val"),
                    phase=phase, epochs=int(epochs), monitor="val_acc", mode="max")
+        n_bn = int(rt.get("bn_recalibration_batches", 20))
+        if n_bn > 0:  # BN networks: running statistics re-estimated on un-augmented training images (no-op without BN)
+            bs = int(rt.batch_size)
+            idx = torch.randperm(len(self.y_tr), generator=torch.Generator().manual_seed(self.ctx.seed))[: n_bn * bs]
+            recalibrate_bn(model, (self.x_tr[idx[i:i + bs]] for i in range(0, len(idx), bs)))
         model.eval()
 
     def progress(self, desc: str):
