@@ -251,3 +251,18 @@ def test_one_style_per_method_and_titles_fit(compose, tmp_path):
     box = fig._suptitle.get_window_extent()
     assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
     plt.close(fig)
+
+
+def test_records_of_two_recipes_with_their_own_variant_column_stay_apart():
+    """Dubey records carry a 'variant' column; runs of two recipes get a separate config column, never pooled."""
+    import pandas as pd
+
+    from coresetlab.report.tables import records_table
+
+    recs = pd.DataFrame({
+        "profile": ["fast"] * 4, "status": ["ok"] * 4, "config_id": ["c1", "c1", "c2", "c2"],
+        "recipe_overrides": [("a=1",), ("a=1",), ("a=2",), ("a=2",)], "variant": ["k", "s", "k", "s"],
+        "m": [1.0, 2.0, 3.0, 4.0],
+    })
+    t = records_table({"metrics": ["m"], "index": "variant"}, recs, "fast")
+    assert len(t) == 4 and sorted(t["config_variant"].unique()) == ["a=1", "a=2"]

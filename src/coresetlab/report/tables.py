@@ -156,8 +156,9 @@ def records_table(spec: dict[str, Any], records: pd.DataFrame, profile: str) -> 
     index = [index] if isinstance(index, str) else list(index)
     labels = variant_labels(rec)
     if labels:  # runs of different recipes: one row per recipe, never pooled
-        rec = rec.assign(variant=rec["config_id"].fillna("?").map(labels))
-        index = ["variant", *index]
+        col = "variant" if "variant" not in rec.columns else "config_variant"  # Dubey records have a 'variant' column
+        rec = rec.assign(**{col: rec["config_id"].fillna("?").map(labels)})
+        index = [col, *index]
     if "recipe" in rec.columns and (rec["recipe"].fillna(profile) != profile).any():
         index = ["recipe", *index]  # a modified recipe says so in every output
     cols = spec.get("columns")
