@@ -266,3 +266,24 @@ def test_records_of_two_recipes_with_their_own_variant_column_stay_apart():
     })
     t = records_table({"metrics": ["m"], "index": "variant"}, recs, "fast")
     assert len(t) == 4 and sorted(t["config_variant"].unique()) == ["a=1", "a=2"]
+
+
+def test_records_split_by_experiment_label_only_configs_that_share_an_experiment():
+    """A table indexed by experiment keeps one config per experiment apart already: no recipe column then;
+    two configs of one experiment are still labelled (never pooled), by what differs between them only."""
+    import pandas as pd
+
+    from coresetlab.report.tables import records_table
+
+    recs = pd.DataFrame({
+        "profile": ["fast"] * 4, "status": ["ok"] * 4, "experiment": ["e1", "e2", "e3", "e3"],
+        "config_id": ["c1", "c2", "c3", "c4"],
+        "recipe_overrides": [("x=1",), ("x=2",), ("b=1",), ("b=2",)], "variant": ["k"] * 4,
+        "m": [1.0, 2.0, 3.0, 4.0],
+    })
+    one_each = records_table({"metrics": ["m"], "index": ["experiment", "variant"]}, recs[:2], "fast")
+    assert "config_variant" not in one_each.columns and len(one_each) == 2
+    mixed = records_table({"metrics": ["m"], "index": ["experiment", "variant"]}, recs, "fast")
+    assert len(mixed) == 4
+    assert dict(zip(mixed["experiment"] + mixed["config_variant"], mixed["mean"])) == {
+        "e1": 1.0, "e2": 2.0, "e3b=1": 3.0, "e3b=2": 4.0}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from coresetlab.report.variants import source_label, split_by_recipe, variant_labels
+from coresetlab.report.variants import source_label, split_by_recipe, variant_labels, variant_labels_within
 
 PROFILE_ORDER = ["paper", "fast", "smoke"]
 
@@ -154,14 +154,15 @@ def records_table(spec: dict[str, Any], records: pd.DataFrame, profile: str) -> 
         return pd.DataFrame()
     index = spec.get("index", [])
     index = [index] if isinstance(index, str) else list(index)
-    labels = variant_labels(rec)
+    cols = spec.get("columns")
+    # rows already split by experiment: only configs that share an experiment need a recipe label
+    labels = variant_labels_within(rec, "experiment") if "experiment" in [*index, cols] else variant_labels(rec)
     if labels:  # runs of different recipes: one row per recipe, never pooled
         col = "variant" if "variant" not in rec.columns else "config_variant"  # Dubey records have a 'variant' column
         rec = rec.assign(**{col: rec["config_id"].fillna("?").map(labels)})
         index = [col, *index]
     if "recipe" in rec.columns and (rec["recipe"].fillna(profile) != profile).any():
         index = ["recipe", *index]  # a modified recipe says so in every output
-    cols = spec.get("columns")
     keys = index + ([cols] if cols else [])
     frames = []
     for metric in spec.get("metrics", []):

@@ -108,6 +108,20 @@ def variant_labels(df: pd.DataFrame, max_keys: int = 3) -> dict[str, str]:
     return out
 
 
+def variant_labels_within(df: pd.DataFrame, by: str) -> dict[str, str]:
+    """:func:`variant_labels` computed inside each group of ``by`` (e.g. ``experiment``), for tables whose rows
+    are already split by that column: configs alone in their group need no label (``""``); configs that share a
+    group get labels from what differs between them only. ``{}`` when no group mixes configs."""
+    if by not in df.columns or "config_id" not in df.columns:
+        return variant_labels(df)
+    out: dict[str, str] = {}
+    for _, g in df.groupby(by, dropna=False):
+        out.update(variant_labels(g))
+    if not out:
+        return {}
+    return {c: out.get(c, "") for c in dict.fromkeys(df["config_id"].fillna(UNKNOWN_CONFIG))}
+
+
 def split_by_recipe(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """``[(variant label, rows)]``: one part per ``config_id`` (label ``""`` when there is only one)."""
     labels = variant_labels(df)
