@@ -68,6 +68,17 @@ def test_pruning_chain_nests_masks_and_costs_one_retrain_per_later_point(lenet):
     assert torch.equal(single.fc1.weight != 0, points[0][1].fc1.weight != 0)
 
 
+def test_centroid_finetuning_goes_to_its_own_trainer(lenet):
+    """``finetune`` (e.g. a smaller centroid learning rate, task.retrain.centroid_lr) trains only the k-means
+    phases; the pruning retrains stay with ``train``."""
+    calls: list[tuple[str, str]] = []
+    cfg = DCConfig(prune=HAN, prune_steps=1, retrain_epochs=1, finetune_epochs=1, kmeans_iters=3)
+    list(deep_compress_path(lenet, cfg, [1.0, 0.5], lambda m, e, ph: calls.append(("train", ph)),
+                            finetune=lambda m, e, ph: calls.append(("finetune", ph))))
+    assert calls == [("train", "dc_prune1"), ("finetune", "dc_quantize"), ("train", "dc_prune1_k0.5"),
+                     ("finetune", "dc_quantize_k0.5")]
+
+
 def test_schedule_must_cover_every_layer(lenet):
     with pytest.raises(ValueError, match="not covered"):
         magnitude_masks(lenet, {"conv1": 0.5, "conv2": 0.5, "fc1": 0.5})

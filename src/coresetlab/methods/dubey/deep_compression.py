@@ -242,6 +242,7 @@ def _share_and_finetune(
 def deep_compress_path(
     model: nn.Module, cfg: DCConfig, keep_scales: list[float], train: Callable[[nn.Module, int, str], None],
     retrain_epochs: int | None = None, finetune_epochs: int | None = None,
+    finetune: Callable[[nn.Module, int, str], None] | None = None,
 ) -> Iterator[tuple[float, nn.Module, dict[str, Quantized]]]:
     """Deep Compression at several operating points of one schedule, as one iterative pruning chain.
 
@@ -252,7 +253,9 @@ def deep_compress_path(
     every later point is one more pruning step with ``retrain_epochs`` (default ``cfg.retrain_epochs``).
     At each point a copy is weight-shared by k-means and its centroids fine-tuned (``cfg.finetune_epochs``
     for the first point, ``finetune_epochs`` after). Yields ``(s, model, quantized)`` lazily, so the caller
-    may stop the chain (and its retraining) early. Cost: ``(prune_steps − 1)·R + n·(R + F)`` epochs for
+    may stop the chain (and its retraining) early. ``finetune`` (default ``train``) trains the centroids: a
+    centroid's gradient is the sum over the weights it shares (Han et al. 2016 Eq. 3), so its step is that many
+    times a single weight's and may need its own, smaller learning rate. Cost: ``(prune_steps − 1)·R + n·(R + F)`` epochs for
     ``n`` points instead of ``n·(prune_steps·R + F)`` for independent runs.
     """
     scales = sorted({float(s) for s in keep_scales}, reverse=True)
@@ -271,8 +274,8 @@ def deep_compress_path(
             if epochs > 0:
                 train(work, epochs, f"dc_prune{step}{tag}")
             bake(work)
-        out, quantized = _share_and_finetune(work, cfg, cfg.finetune_epochs if i == 0 else later_f, train,
-                                             f"dc_quantize{tag}")
+        out, quantized = _share_and_finetune(work, cfg, cfg.finetune_epochs if i == 0 else later_f,
+                                             finetune or train, f"dc_quantize{tag}")
         yield s, out, quantized
 
 

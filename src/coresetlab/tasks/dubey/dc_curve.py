@@ -40,6 +40,7 @@ def run_dc_curve(pipe, v: Variant, model: nn.Module, pre_dc_val_err: float
             model, dc_cfg, scales, lambda mod, ep, ph, s=schedule: pipe.train(mod, ep, f"{v.name}_{s}_{ph}"),
             retrain_epochs=curve.retrain_epochs if on_curve else None,
             finetune_epochs=curve.finetune_epochs if on_curve else None,
+            finetune=lambda mod, ep, ph, s=schedule: pipe.finetune_centroids(mod, ep, f"{v.name}_{s}_{ph}"),
         )
         for i, (scale, dc_model, quantized) in enumerate(chain):
             name = f"{v.name}_{schedule}_k{scale:g}"

@@ -160,10 +160,11 @@ class Pipeline:
         """Validation accuracy: what selections and searches may optimise; test accuracy is only reported."""
         return accuracy(model, self.x_va, self.y_va, int(self.method.search.batch_size))
 
-    def train(self, model: nn.Module, epochs: int, phase: str) -> None:
+    def train(self, model: nn.Module, epochs: int, phase: str, lr: float | None = None) -> None:
+        """Train ``model`` in place (``task.retrain``; ``lr`` overrides the optimizer's learning rate)."""
         rt = self.t.retrain
         model.train()  # Lightning keeps a module's mode: an eval-mode copy would train with frozen BN / no dropout
-        module = ClassifierModule(model, instantiate(rt.optimizer))
+        module = ClassifierModule(model, instantiate(rt.optimizer, **({"lr": float(lr)} if lr is not None else {})))
         fit_module(self.ctx, module, self.dm.loader("train", int(rt.batch_size)), self.dm.loader("val"),
                    phase=phase, epochs=int(epochs), monitor="val_acc", mode="max")
         n_bn = int(rt.get("bn_recalibration_batches", 20))
@@ -172,6 +173,11 @@ class Pipeline:
             idx = torch.randperm(len(self.y_tr), generator=torch.Generator().manual_seed(self.ctx.seed))[: n_bn * bs]
             recalibrate_bn(model, (self.x_tr[idx[i:i + bs]] for i in range(0, len(idx), bs)))
         model.eval()
+
+    def finetune_centroids(self, model: nn.Module, epochs: int, phase: str) -> None:
+        """Deep Compression's centroid fine-tuning: :meth:`train` at ``task.retrain.centroid_lr`` (null: the
+        retraining learning rate)."""
+        self.train(model, epochs, phase, lr=self.t.retrain.get("centroid_lr"))
 
     def progress(self, desc: str):
         return lambda it: self.ctx.progress(it, desc=desc)
