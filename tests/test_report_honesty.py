@@ -164,7 +164,10 @@ def test_status_reproduced_partly_not_and_no_paper_runs(configs, tmp_path):
 
     # a check whose filter matches no eligible run is neither passed nor failed
     off = [{**MANIFEST["reproduced_if"][1], "where": {"method": "no_such_method"}}]
-    assert _status(tmp_path, root, reproduced_if=off).status.startswith("no eligible runs for its checks (")
+    off_st = _status(tmp_path, root, reproduced_if=off).status
+    assert off_st.startswith("no eligible runs for its checks (")
+    # ... and says which runs would count and what the runs have (e.g. 3D Road vs its stand-in)
+    assert "only runs with method=no_such_method count (these runs have method: coreset, uniform)" in off_st
     mixed = _status(tmp_path, root, reproduced_if=[MANIFEST["reproduced_if"][0], *off])
     assert mixed.status == "reproduced; 1 check(s) without eligible runs"
 

@@ -92,11 +92,21 @@ def _table_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame) -> 
     return Check(name, passed, summary, f"{metric} {fmt_delta(d, fmt)}", sel)
 
 
+def _where_text(where: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in where.items())
+
+
 def _order_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame) -> Check:
     spec = next(s for s in [*m["figures"], *m["tables"]] if s["name"] == chk["figure"])
     data = records if spec.get("source", "records") == "records" else runs
-    data = select(select(data, spec.get("where")), chk.get("where"))
+    before = select(data, spec.get("where"))
+    data = select(before, chk.get("where"))
     metric, order = chk["metric"], [str(o) for o in chk["order"]]
+    if data.empty and not before.empty and chk.get("where"):  # e.g. only 3D Road runs count; these are a stand-in
+        have = "; ".join(f"{k}: {', '.join(sorted(map(str, before[k].dropna().unique())))}"
+                         for k in chk["where"] if k in before.columns)
+        why = f"{metric}: only runs with {_where_text(chk['where'])} count (these runs have {have or 'none'})"
+        return Check(f"{chk['figure']} / {metric}", False, why, why, measured=False)
     x = chk.get("index") or spec.get("x") or spec.get("index")
     x = x[0] if isinstance(x, list) and len(x) == 1 else x
     hue = chk.get("hue") or spec.get("hue") or spec.get("columns") or "method"
