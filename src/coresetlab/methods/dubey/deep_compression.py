@@ -255,8 +255,9 @@ def deep_compress_path(
     for the first point, ``finetune_epochs`` after). Yields ``(s, model, quantized)`` lazily, so the caller
     may stop the chain (and its retraining) early. ``finetune`` (default ``train``) trains the centroids: a
     centroid's gradient is the sum over the weights it shares (Han et al. 2016 Eq. 3), so its step is that many
-    times a single weight's and may need its own, smaller learning rate. Cost: ``(prune_steps − 1)·R + n·(R + F)`` epochs for
-    ``n`` points instead of ``n·(prune_steps·R + F)`` for independent runs.
+    times a single weight's and may need its own, smaller learning rate.
+    Cost: ``(prune_steps − 1)·R + n·(R + F)`` epochs for ``n`` points instead of ``n·(prune_steps·R + F)``
+    for independent runs.
     """
     scales = sorted({float(s) for s in keep_scales}, reverse=True)
     if not scales or scales[-1] <= 0:
