@@ -12,12 +12,14 @@ from torch import nn
 
 from coresetlab.errors import DataError
 from coresetlab.methods.dubey.compress import CoresetConfig, factor_layer
+from coresetlab.methods.dubey.evaluation import SuffixEvaluator, accuracy, swapped
 from coresetlab.methods.dubey.layers import (
     channel_pairs,
     compressible_layers,
     get_module,
     prune_outputs,
     replace_module,
+    stage_chain,
 )
 from coresetlab.methods.dubey.serialize import load_model, save_model
 from coresetlab.models import count_params
@@ -119,6 +121,31 @@ def test_resnet_block_pairs_prune_internal_widths_only():
     prune_outputs(model, pairs["layer2.1.conv1"], "layer2.1.conv1", torch.arange(0, 128, 2))
     assert model.layer2[1].conv1.out_channels == 64 and model.layer2[1].conv2.in_channels == 64
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_resnet_suffix_evaluation_matches_the_full_forward():
+    """AP and the rank search re-run a ResNet only from the residual block holding the searched layer
+    (stage_chain); with that layer swapped for a pruned or factorised one the accuracy equals a full
+    forward pass, and the cached input is the block's, not the image's."""
+    torch.manual_seed(0)
+    model = _proxy("resnet18").eval()
+    chain = stage_chain(model)
+    assert chain is not None and [n for n, _ in chain][:5] == ["conv1", "bn1", "relu", "maxpool", "layer1.0"]
+    assert [n for n, _ in chain][-3:] == ["avgpool", "flatten", "fc"]
+    x = torch.randn(48, 3, 32, 32)
+    with torch.no_grad():
+        logits = model(x)
+    y = logits.argmax(1)
+    y[24:] = (y[24:] + 1) % 10  # half right: accuracy 0.5
+    for start, stage in (("layer3.1.conv2", "layer3.1"), ("layer2.0.downsample.0", "layer2.0"), ("fc", "fc"),
+                         ("conv1", "conv1")):
+        ev = SuffixEvaluator(model, x, y, start, batch_size=16)
+        assert ev.index is not None and chain[ev.index][0] == stage
+        assert (ev.cached.shape == x.shape) == (start == "conv1")
+        small = factor_layer(get_module(model, start), CoresetConfig(kind="k"), rank=3).module
+        with swapped(model, {start: small}):
+            assert ev.accuracy(model) == accuracy(model, x, y, batch_size=16)
+        assert ev.accuracy(model) == accuracy(model, x, y, batch_size=16) == 0.5
 
 
 def test_imagenet_root_missing_names_the_layout(tmp_path):

@@ -2,7 +2,8 @@
 network many times; only the part after the layer being searched is re-run).
 
 For a chain model (:func:`.layers.flat_chain`) the input of layer ``name`` is computed once and the
-searches re-run the chain from ``name`` on. Other architectures fall back to full forward passes
+searches re-run the chain from ``name`` on; for a torchvision ResNet (:func:`.layers.stage_chain`) the
+input of the residual block holding ``name``. Other architectures fall back to full forward passes
 (correct, just slower).
 """
 
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from coresetlab.methods.dubey.layers import flat_chain, get_module, replace_module
+from coresetlab.methods.dubey.layers import get_module, replace_module, stage_chain
 
 
 def _batches(n: int, batch_size: int) -> Iterator[slice]:
@@ -52,7 +53,8 @@ def swapped(model: nn.Module, replacements: dict[str, nn.Module]) -> Iterator[nn
 
 
 class SuffixEvaluator:
-    """Accuracy of ``model`` on ``(x, y)`` re-running only the chain from layer ``start`` on.
+    """Accuracy of ``model`` on ``(x, y)`` re-running only the chain from layer ``start`` (or, in a ResNet,
+    from the residual block holding ``start``) on.
 
     ``SuffixEvaluator(model, x, y, start)`` computes the activations entering ``start`` once (with the
     model as it is now). ``accuracy(model)`` then evaluates the current model — whose modules at or
@@ -61,9 +63,9 @@ class SuffixEvaluator:
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, start: str, batch_size: int = 2000):
         self.y, self.batch_size, self.start = y, batch_size, start
-        chain = flat_chain(model)
+        chain = stage_chain(model)
         names = [n for n, _ in chain] if chain is not None else []
-        self.index = names.index(start) if start in names else None
+        self.index = _stage_of(names, start)
         if self.index is None:
             self.cached = x
             return
@@ -75,8 +77,8 @@ class SuffixEvaluator:
     def accuracy(self, model: nn.Module) -> float:
         if self.index is None:
             return accuracy(model, self.cached, self.y, self.batch_size)
-        chain = flat_chain(model)
-        assert chain is not None and chain[self.index][0] == self.start
+        chain = stage_chain(model)
+        assert chain is not None and _stage_of([n for n, _ in chain], self.start) == self.index
         suffix = [m for _, m in chain[self.index:]]
         was = model.training
         model.eval()
@@ -85,6 +87,14 @@ class SuffixEvaluator:
         finally:
             model.train(was)
         return float((pred == self.y).float().mean())
+
+
+def _stage_of(names: list[str], start: str) -> int | None:
+    """Index of the step that is ``start`` or contains it (``layer3.2`` contains ``layer3.2.conv1``)."""
+    for i, n in enumerate(names):
+        if start == n or start.startswith(n + "."):
+            return i
+    return None
 
 
 def _run(mods: list[nn.Module], x: torch.Tensor) -> torch.Tensor:

@@ -242,6 +242,35 @@ def flat_chain(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
     return out
 
 
+_RESNET_STAGES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool")
+
+
+def stage_chain(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The model's forward pass as an ordered list of (name, module) steps, for suffix re-evaluation.
+
+    A chain (:func:`flat_chain`) is returned as is. A torchvision ``ResNet`` becomes its forward order
+    with every residual block one step: ``conv1, bn1, relu, maxpool, layer1.0, …, layer4.k, avgpool,
+    flatten, fc`` (``flatten`` is an ``nn.Flatten``, the ``torch.flatten(x, 1)`` of ``ResNet.forward``).
+    ``None`` for anything else (callers fall back to full forward passes).
+    """
+    chain = flat_chain(model)
+    if chain is not None:
+        return chain
+    from torchvision.models import ResNet
+
+    if type(model).forward is not ResNet.forward:
+        return None
+    out: list[tuple[str, nn.Module]] = []
+    for name in _RESNET_STAGES:
+        m = getattr(model, name)
+        if name.startswith("layer"):
+            out.extend((f"{name}.{i}", block) for i, block in m.named_children())
+        else:
+            out.append((name, m))
+    out += [("flatten", nn.Flatten()), ("fc", model.fc)]
+    return out
+
+
 _PASS_THROUGH = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Softplus,
                  nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout,
                  nn.Dropout2d, nn.Identity, nn.Flatten, nn.BatchNorm1d, nn.BatchNorm2d, nn.LocalResponseNorm)

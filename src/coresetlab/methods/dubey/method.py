@@ -67,6 +67,7 @@ class APSettings:
     eval_fraction: float = 1.0
     score_fraction: float = 1.0
     batch_size: int = 2000
+    min_params: int = 0  # only layers with at least this many parameters (0 = every prunable layer, the paper)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class CoresetSettings:
     budget: str = "cumulative"  # or "independent" (per-layer sensitivity; see .compress.coreset_compress)
     batch_size: int = 2000
     layers: list[str] | None = None  # only these layers (names); None = every conv/linear layer (the paper)
+    min_params: int = 0  # only layers with at least this many parameters in the parent (0 = all, the paper)
 
 
 @dataclass
@@ -173,6 +175,9 @@ class DubeyMethod:
                             (self.search.sample_fraction, "coreset.sample_fraction"),
                             (self.search.importance_fraction, "coreset.importance_fraction")):
             _fraction(value, f"coreset_method.{what}")
+        for value, what in ((self.ap.min_params, "ap.min_params"), (self.search.min_params, "coreset.min_params")):
+            if int(value) < 0:
+                raise ConfigError(f"coreset_method.{what} must be >= 0, got {value}")
         for value, what in ((self.ap.tol, "ap.tol"), (self.search.tol, "coreset.tol")):
             if not 0 <= float(value) < 1:
                 raise ConfigError(f"coreset_method.{what} must be in [0, 1), got {value}")

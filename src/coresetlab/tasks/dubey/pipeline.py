@@ -18,13 +18,17 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 
+from coresetlab.data.common import TensorBatchDataset, make_loader
+from coresetlab.errors import ConfigError
 from coresetlab.lit import ClassifierModule, fit_module, get_parent
 from coresetlab.methods.dubey import DubeyMethod, Variant, apply_ap, coreset_compress
 from coresetlab.methods.dubey.deep_compression import apply_masks, bake, magnitude_masks, recalibrate_bn
@@ -165,7 +169,7 @@ class Pipeline:
         rt = self.t.retrain
         model.train()  # Lightning keeps a module's mode: an eval-mode copy would train with frozen BN / no dropout
         module = ClassifierModule(model, instantiate(rt.optimizer, **({"lr": float(lr)} if lr is not None else {})))
-        fit_module(self.ctx, module, self.dm.loader("train", int(rt.batch_size)), self.dm.loader("val"),
+        fit_module(self.ctx, module, self.retrain_loader(), self.dm.loader("val"),
                    phase=phase, epochs=int(epochs), monitor="val_acc", mode="max")
         n_bn = int(rt.get("bn_recalibration_batches", 20))
         if n_bn > 0:  # BN networks: running statistics re-estimated on un-augmented training images (no-op without BN)
@@ -173,6 +177,21 @@ class Pipeline:
             idx = torch.randperm(len(self.y_tr), generator=torch.Generator().manual_seed(self.ctx.seed))[: n_bn * bs]
             recalibrate_bn(model, (self.x_tr[idx[i:i + bs]] for i in range(0, len(idx), bs)))
         model.eval()
+
+    def retrain_loader(self) -> DataLoader:
+        """Training batches for (re)training: the whole training set, or a seeded random fraction
+        ``task.retrain.train_fraction`` of it (an epoch then means one pass over that fraction)."""
+        rt, bs = self.t.retrain, int(self.t.retrain.batch_size)
+        fraction = float(rt.get("train_fraction", 1.0))
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"task.retrain.train_fraction must be in (0, 1], got {fraction}")
+        if fraction == 1:
+            return self.dm.loader("train", bs)
+        ds = self.dm.dataset("train")
+        if not isinstance(ds, TensorBatchDataset):
+            raise ConfigError("task.retrain.train_fraction < 1 needs an in-memory dataset (not dataset=imagenet)")
+        idx = _subset(len(self.y_tr), fraction, torch.Generator().manual_seed(self.ctx.seed + 1))
+        return make_loader(Subset(ds, idx.tolist()), bs, shuffle=True, seed=self.ctx.seed)
 
     def finetune_centroids(self, model: nn.Module, epochs: int, phase: str) -> None:
         """Deep Compression's centroid fine-tuning: :meth:`train` at ``task.retrain.centroid_lr`` (null: the
@@ -195,7 +214,8 @@ class Pipeline:
             return self._ap
         ap = self.method.ap
         subsets = hashlib.sha256(self.idx["ap_eval"].numpy().tobytes() + self.idx["ap_score"].numpy().tobytes())
-        ident = {"parent": self.pinfo["key"], "ap": vars(ap), "n_train": len(self.y_tr),
+        ap_ident = {k: v for k, v in vars(ap).items() if k != "min_params" or v}  # 0: the keys cached before it
+        ident = {"parent": self.pinfo["key"], "ap": ap_ident, "n_train": len(self.y_tr),
                  "pairs": sorted(channel_pairs(self.parent)),
                  "subsets": subsets.hexdigest()}
         key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
@@ -210,6 +230,7 @@ class Pipeline:
                 x, y = self.data("ap_eval")
                 xs, _ = self.data("ap_score")
                 model, res = activation_prune(self.parent, x, y, ap.tol, ap.order, score_x=xs,
+                                              layers=self.large_layers(None, channel_pairs(self.parent), ap.min_params),
                                               batch_size=int(ap.batch_size), progress=self.progress("AP"))
                 summary = {**res.summary(), "kept": res.kept, "cached": False}
                 write_json_atomic(cache, {k: v for k, v in summary.items() if k != "cached"})
@@ -224,8 +245,18 @@ class Pipeline:
             base, m.coreset_config(v.kind, self.ctx.seed), xs, ys, tol,
             importance_x=self.data("importance")[0] if v.kind == "a" else None, order=m.search.order,
             batch_size=int(m.search.batch_size), progress=self.progress(f"coreset-{v.name}"),
-            search=m.search.rank_search, budget=m.search.budget, layers=m.search.layers,
+            search=m.search.rank_search, budget=m.search.budget,
+            layers=self.large_layers(m.search.layers, compressible_layers(self.parent), m.search.min_params),
         )
+
+    def large_layers(self, names: list[str] | None, every: Iterable[str], min_params: int) -> list[str] | None:
+        """The layers to compress: ``names`` (``None``: ``every`` layer), keeping only those with at least
+        ``min_params`` parameters in the parent when ``min_params`` > 0 (a fast-profile restriction to the
+        layers that hold most parameters; ``None`` is returned unchanged when ``min_params`` is 0)."""
+        if not min_params:
+            return names
+        return [n for n in (every if names is None else names)
+                if n_params(get_module(self.parent, n)) >= int(min_params)]
 
     # -- one variant --------------------------------------------------------------------------------------
     def run_variant(self, v: Variant) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
