@@ -76,10 +76,25 @@ def test_lenet5_dubey_fig7_smoke(run_cli):
         assert 0 < r["retained_fraction"] <= 1 and 0 <= r["test_acc"] <= 1
 
 
+def test_min_params_restricts_ap_and_the_rank_search_to_large_layers(run_cli):
+    """Fast-profile restriction for the deep ResNets: only layers with >= min_params parameters in the parent
+    are pruned (AP) and factorised (rank search); LeNet-5 has conv1 520, conv2 25,000, fc1 400,000 and
+    fc2 5,000 parameters. Retraining on a fraction of the training set runs too."""
+    _, run_dir = run_cli("+experiment=lenet5_dubey", "profile=smoke", THREADS, "coreset_method=dubey_ap_k",
+                         "+coreset_method.ap.min_params=10000", "+coreset_method.coreset.min_params=10000",
+                         "+task.retrain.train_fraction=0.5")
+    res = load_results(run_dir)
+    assert res["status"] == "ok"
+    assert sorted(res["extra"]["ap"]["filters"]) == ["conv2", "fc1"]
+    assert [o["name"] for o in res["extra"]["variants"]["ap_k"]["coreset"]["layers"]] == ["conv2", "fc1"]
+
+
 @pytest.mark.parametrize("override", [
     "coreset_method.variants=[ap_x]",
     "task.sweep.fractions=[2.0]",
     "+coreset_method.deep_compression.bogus=1",
+    "+coreset_method.ap.min_params=-1",
+    "+task.retrain.train_fraction=0",
 ])
 def test_bad_input_is_a_config_error(run_cli, override):
     proc, run_dir = run_cli("+experiment=lenet5_dubey", "profile=smoke", THREADS, override, expect=2)
