@@ -110,6 +110,9 @@ class Pipeline:
 
     def __init__(self, cfg: DictConfig, ctx, method: DubeyMethod) -> None:
         self.cfg, self.ctx, self.method, self.t = cfg, ctx, method, cfg.task
+        self.train_fraction = float((self.t.get("retrain") or {}).get("train_fraction", 1.0))
+        if not 0 < self.train_fraction <= 1:
+            raise ConfigError(f"task.retrain.train_fraction must be in (0, 1], got {self.train_fraction}")
         with ctx.stage("data"):
             self.dm = instantiate(cfg.dataset)
             self.dm.setup()
@@ -181,10 +184,7 @@ class Pipeline:
     def retrain_loader(self) -> DataLoader:
         """Training batches for (re)training: the whole training set, or a seeded random fraction
         ``task.retrain.train_fraction`` of it (an epoch then means one pass over that fraction)."""
-        rt, bs = self.t.retrain, int(self.t.retrain.batch_size)
-        fraction = float(rt.get("train_fraction", 1.0))
-        if not 0 < fraction <= 1:
-            raise ConfigError(f"task.retrain.train_fraction must be in (0, 1], got {fraction}")
+        bs, fraction = int(self.t.retrain.batch_size), self.train_fraction
         if fraction == 1:
             return self.dm.loader("train", bs)
         ds = self.dm.dataset("train")
