@@ -95,6 +95,7 @@ def test_min_params_restricts_ap_and_the_rank_search_to_large_layers(run_cli):
     "+coreset_method.deep_compression.bogus=1",
     "+coreset_method.ap.min_params=-1",
     "+task.retrain.train_fraction=0",
+    "+task.eval_precision=fp8",
 ])
 def test_bad_input_is_a_config_error(run_cli, override):
     proc, run_dir = run_cli("+experiment=lenet5_dubey", "profile=smoke", THREADS, override, expect=2)

@@ -3,6 +3,8 @@ exact full-rank factorisation, real serialised sizes, and the experiments (issue
 
 from __future__ import annotations
 
+import copy
+
 import os
 
 import pytest
@@ -192,7 +194,7 @@ def test_synthetic_imagefolder_end_to_end(run_cli, tmp_path):
     _, run_dir = run_cli(
         "+experiment=resnet18_dubey", "profile=smoke", "dataset=imagenet", f"dataset.root={tmp_path}",
         "dataset.image_size=64", "dataset.val_size=3", "dataset.num_workers=0", "model.num_classes=3",
-        "torch_threads=1", env={"CORESETLAB_CACHE": str(tmp_path / "cache")},
+        "torch_threads=1", "+task.eval_precision=bf16", env={"CORESETLAB_CACHE": str(tmp_path / "cache")},
     )
     r = load_results(run_dir)
     assert r["status"] == "ok" and r["dataset"] == "imagenet" and r["model"] == "tv_resnet18"
@@ -203,4 +205,18 @@ def test_synthetic_imagefolder_end_to_end(run_cli, tmp_path):
     for v in ("ap_k", "svd"):
         assert os.path.getsize(r["extra"]["variants"][v]["file"]["path"]) == m[f"{v}_bytes"]
         assert 0.0 <= m[f"{v}_test_acc"] <= 1.0 and m[f"{v}_params"] <= m["parent_params"]
+        # an fp32 file decodes bit-identically (BN buffers included), so its accuracy is the coreset model's
+        assert r["extra"]["variants"][v]["file_lossless"] is True
+        assert m[f"{v}_coreset_test_acc"] == m[f"{v}_test_acc"]
     assert m["parent_bytes"] == os.path.getsize(run_dir / "models" / "parent.dcnn")
+
+
+def test_identical_tensors_compares_every_parameter_and_buffer():
+    from coresetlab.tasks.dubey.pipeline import identical_tensors
+
+    a = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    b = copy.deepcopy(a)
+    assert identical_tensors(a, b)
+    b[1].running_mean += 1e-7  # a buffer, not a parameter
+    assert not identical_tensors(a, b)
+    assert not identical_tensors(a, torch.nn.Sequential(torch.nn.Linear(4, 3)))

@@ -95,6 +95,7 @@ def run(cfg: DictConfig, ctx) -> dict[str, Any]:
                                     "bytes": pipe.parent_bytes, "factor": 1.0, "param_factor": 1.0,
                                     "ms_per_batch": parent_ms, "speedup": 1.0}]
     extra: dict[str, Any] = {"parent": {k: pipe.pinfo.get(k) for k in ("key", "dir", "cached", "test_acc")},
+                             "eval_precision": pipe.eval_precision,
                              "variants": {}, "rank_search_order": method.search.order}
     for v in method.variants:
         log.info("variant %s (%s)", v.name, v.label)
