@@ -4,7 +4,6 @@ exact full-rank factorisation, real serialised sizes, and the experiments (issue
 from __future__ import annotations
 
 import copy
-
 import os
 
 import pytest

@@ -301,10 +301,10 @@ class Pipeline:
             pre = self.test_acc(model), self.val_acc(model)
             metrics = self._coreset_metrics(*pre)
             with self.ctx.stage(f"dc_{v.name}"):
-                chosen, rows, extra["dc"] = run_dc_curve(self, v, model, 1 - pre_val)
+                chosen, rows, extra["dc"] = run_dc_curve(self, v, model, 1 - pre[1])
             dc_model, path, size, loaded = chosen["model"], chosen["path"], chosen["size"], chosen["loaded"]
             nz = sum(int((p != 0).sum()) for p in dc_model.parameters())
-            metrics.update({"nonzero_params": nz, "dc_acc_drop": pre_test - chosen["test_acc"],
+            metrics.update({"nonzero_params": nz, "dc_acc_drop": pre[0] - chosen["test_acc"],
                             "dc_keep_scale": chosen["keep_scale"], "dc_selected_passed": float(chosen["passed"]),
                             "dc_points": len(rows)})
         else:
