@@ -172,6 +172,22 @@ def test_status_reproduced_partly_not_and_no_paper_runs(configs, tmp_path):
     assert mixed.status == "reproduced; 1 check(s) without eligible runs"
 
 
+def test_status_names_the_figure_when_several_and_says_a_reason_once(configs, tmp_path):
+    root = tmp_path / "runs"
+    _run(root, configs, "s0", acc=0.981, curve=HALF)
+    order = MANIFEST["reproduced_if"][1]
+    figs = [*MANIFEST["figures"], {**MANIFEST["figures"][0], "name": "fig_b"}]
+    st = _status(tmp_path, root, figures=figs, reproduced_if=[order, {**order, "figure": "fig_b"}])
+    assert st.status == "not reproduced (Δ fig acc order at 1/2 rate values, fails at rate = 0.9; " \
+                        "fig_b acc order at 1/2 rate values, fails at rate = 0.9)"
+    assert st.versus.startswith("fig acc: coreset > uniform at 1/2") and "; fig_b acc: coreset > uniform" in st.versus
+    # one figure: no prefix (see test_status_reproduced_partly_not_and_no_paper_runs)
+    off = {**order, "where": {"method": "no_such_method"}}
+    st = _status(tmp_path, root, reproduced_if=[off, {**off, "metric": "acc_other"}])
+    assert st.status.count("only runs with method=no_such_method") == 1
+    assert st.versus.count("only runs with method=no_such_method") == 1
+
+
 def test_malformed_status_check_names_the_manifest(tmp_path):
     from coresetlab.report.manifests import load_manifests
 

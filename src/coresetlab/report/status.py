@@ -62,7 +62,7 @@ class Status:
 
     @property
     def versus(self) -> str:
-        return "; ".join(c.summary for c in self.checks) or "–"
+        return "; ".join(dict.fromkeys(c.summary for c in self.checks)) or "–"
 
 
 def _newest(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -96,7 +96,9 @@ def _where_text(where: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in where.items())
 
 
-def _order_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame) -> Check:
+def _order_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame,
+                 tag: bool = False) -> Check:
+    """An ordering check; ``tag``: prefix its lines with the figure's name (the manifest checks several)."""
     spec = next(s for s in [*m["figures"], *m["tables"]] if s["name"] == chk["figure"])
     data = records if spec.get("source", "records") == "records" else runs
     before = select(data, spec.get("where"))
@@ -105,7 +107,8 @@ def _order_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame, rec
     if data.empty and not before.empty and chk.get("where"):  # e.g. only 3D Road runs count; these are a stand-in
         have = "; ".join(f"{k}: {', '.join(sorted(map(str, before[k].dropna().unique())))}"
                          for k in chk["where"] if k in before.columns)
-        why = f"{metric}: only runs with {_where_text(chk['where'])} count (these runs have {have or 'none'})"
+        # the same reason for every metric of the figure: said once in the status (see artefact_status)
+        why = f"only runs with {_where_text(chk['where'])} count (these runs have {have or 'none'})"
         return Check(f"{chk['figure']} / {metric}", False, why, why, measured=False)
     x = chk.get("index") or spec.get("x") or spec.get("index")
     x = x[0] if isinstance(x, list) and len(x) == 1 else x
@@ -114,6 +117,7 @@ def _order_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame, rec
     need = float(chk.get("min_fraction", 1.0))
     rel = " > " if higher else " < "
     name = f"{chk['figure']} / {metric}"
+    label = f"{chk['figure']} {metric}" if tag else metric
     canon = canonical_methods(data, hue)[hue] if hue in data.columns else pd.Series(dtype=object)
     parts, notes = {}, []
     for o in order:
@@ -122,8 +126,8 @@ def _order_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame, rec
         notes.append(note)
     missing = [o for o, p in parts.items() if p.empty]
     if missing:
-        return Check(name, False, f"{metric}: no eligible runs of {', '.join(missing)}",
-                     f"{metric}: no eligible runs of {', '.join(missing)}", measured=False)
+        return Check(name, False, f"{label}: no eligible runs of {', '.join(missing)}",
+                     f"{label}: no eligible runs of {', '.join(missing)}", measured=False)
     means = {o: p.groupby(x)[metric].mean() for o, p in parts.items()}
     xs = sorted(set().union(*(set(s.index) for s in means.values())))
     held = [v for v in xs if all(v in s.index for s in means.values())
@@ -132,9 +136,9 @@ def _order_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame, rec
     failed = [v for v in xs if v not in held]
     passed = bool(xs) and len(held) / len(xs) >= need - 1e-12
     seeds = sorted({int(s) for p in parts.values() for s in p["seed"].dropna()}) if "seed" in data.columns else []
-    summary = (f"{metric}: {rel.join(order)} at {len(held)}/{len(xs)} {x} values"
+    summary = (f"{label}: {rel.join(order)} at {len(held)}/{len(xs)} {x} values"
                f"{f' (needs {need:.0%})' if need < 1 else ''}, n = {len(seeds)} seed(s)" + "".join(dict.fromkeys(notes)))
-    delta = f"{metric} order at {len(held)}/{len(xs)} {x} values" + (
+    delta = f"{label} order at {len(held)}/{len(xs)} {x} values" + (
         f", fails at {x} = {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in failed[:6])}"
         + (" …" if len(failed) > 6 else "") if failed else "")
     used = pd.concat(parts.values())
@@ -153,8 +157,10 @@ def artefact_status(m: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame
         extra = f" ({n_mod} paper-profile run(s) of a modified recipe not counted)" if n_mod else ""
         return Status(m["id"], m["experiment"], "no paper runs" + extra, [], 0, "–")
     checks = []
-    for chk in m.get("reproduced_if") or []:
-        checks.append(_table_check(m, chk, ok) if "table" in chk else _order_check(m, chk, ok, recs))
+    specs = m.get("reproduced_if") or []
+    tag = len({c["figure"] for c in specs if "table" not in c}) > 1  # several figures: say which one
+    for chk in specs:
+        checks.append(_table_check(m, chk, ok) if "table" in chk else _order_check(m, chk, ok, recs, tag))
     used = pd.concat([c.runs for c in checks if not c.runs.empty] or [ok])
     seeds = {int(s) for s in used["seed"].dropna()} if "seed" in used.columns else set()
     run_dirs = set(used["run_dir"]) if "run_dir" in used.columns else set()
@@ -170,9 +176,9 @@ def artefact_status(m: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame
     elif all(c.passed for c in measured):
         status = "reproduced"
     elif any(c.passed for c in measured):
-        status = "partly (Δ " + "; ".join(c.delta for c in measured if not c.passed) + ")"
+        status = "partly (Δ " + "; ".join(dict.fromkeys(c.delta for c in measured if not c.passed)) + ")"
     else:
-        status = "not reproduced (Δ " + "; ".join(c.delta for c in measured) + ")"
+        status = "not reproduced (Δ " + "; ".join(dict.fromkeys(c.delta for c in measured)) + ")"
     if measured and len(measured) < len(checks):
         status += f"; {len(checks) - len(measured)} check(s) without eligible runs"
     return Status(m["id"], m["experiment"], status, checks, len(seeds), source)
