@@ -148,14 +148,14 @@ def test_status_reproduced_partly_not_and_no_paper_runs(configs, tmp_path):
     part = tmp_path / "partly"
     _run(part, configs, "s0", acc=0.981, curve=HALF)
     st = _status(tmp_path, part)
-    assert st.status == "partly (Δ acc order at 1/2 rate values, fails at rate = 0.9)"
+    assert st.status == "partly (Δ acc: coreset > uniform at 1/2 rate values, fails at rate = 0.9)"
     assert _status(tmp_path, part, reproduced_if=[{**MANIFEST["reproduced_if"][1], "min_fraction": 0.5}]
                    ).status == "reproduced"
 
     bad = tmp_path / "bad"
     _run(bad, configs, "s0", acc=0.97, curve=HALF)
     st = _status(tmp_path, bad)
-    assert st.status.startswith("not reproduced (Δ test_acc -1.00 pt; acc order at 1/2")
+    assert st.status.startswith("not reproduced (Δ test_acc -1.00 pt; acc: coreset > uniform at 1/2")
 
     none = tmp_path / "none"
     _run(none, configs, "f0", profile="fast", acc=0.98, curve=GOOD)
@@ -178,8 +178,8 @@ def test_status_names_the_figure_when_several_and_says_a_reason_once(configs, tm
     order = MANIFEST["reproduced_if"][1]
     figs = [*MANIFEST["figures"], {**MANIFEST["figures"][0], "name": "fig_b"}]
     st = _status(tmp_path, root, figures=figs, reproduced_if=[order, {**order, "figure": "fig_b"}])
-    assert st.status == "not reproduced (Δ fig acc order at 1/2 rate values, fails at rate = 0.9; " \
-                        "fig_b acc order at 1/2 rate values, fails at rate = 0.9)"
+    assert st.status == "not reproduced (Δ fig acc: coreset > uniform at 1/2 rate values, fails at rate = 0.9; " \
+                        "fig_b acc: coreset > uniform at 1/2 rate values, fails at rate = 0.9)"
     assert st.versus.startswith("fig acc: coreset > uniform at 1/2") and "; fig_b acc: coreset > uniform" in st.versus
     # one figure: no prefix (see test_status_reproduced_partly_not_and_no_paper_runs)
     off = {**order, "where": {"method": "no_such_method"}}

@@ -138,7 +138,7 @@ def _order_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame, rec
     seeds = sorted({int(s) for p in parts.values() for s in p["seed"].dropna()}) if "seed" in data.columns else []
     summary = (f"{label}: {rel.join(order)} at {len(held)}/{len(xs)} {x} values"
                f"{f' (needs {need:.0%})' if need < 1 else ''}, n = {len(seeds)} seed(s)" + "".join(dict.fromkeys(notes)))
-    delta = f"{label} order at {len(held)}/{len(xs)} {x} values" + (
+    delta = f"{label}: {rel.join(order)} at {len(held)}/{len(xs)} {x} values" + (
         f", fails at {x} = {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in failed[:6])}"
         + (" …" if len(failed) > 6 else "") if failed else "")
     used = pd.concat(parts.values())
