@@ -306,3 +306,24 @@ def test_records_split_by_experiment_label_only_configs_that_share_an_experiment
     assert len(mixed) == 4
     assert dict(zip(mixed["experiment"] + mixed["config_variant"], mixed["mean"])) == {
         "e1": 1.0, "e2": 2.0, "e3b=1": 3.0, "e3b=2": 4.0}
+
+
+def test_string_settings_of_a_record_are_filterable_columns(configs, tmp_path):
+    """A record's string-valued ``extra`` entries (e.g. the Dubey rank search order) become run and record columns
+    that manifests can filter on (``where``); report-owned names (``recipe``) are never taken from a record."""
+    from coresetlab.report.collect import load_runs
+    from coresetlab.report.tables import select
+
+    root = tmp_path / "runs"
+    _run(root, configs, "a", curve=GOOD)
+    _run(root, configs, "b", seed=1, curve=GOOD)
+    for name, order in (("a", "forward"), ("b", "params")):
+        f = root / name / "results.json"
+        res = json.loads(f.read_text())
+        res["extra"] = {"rank_search_order": order, "recipe": "text", "nested": {"x": 1}, "n": 3}
+        f.write_text(json.dumps(res))
+    runs, recs = load_runs([root])
+    assert sorted(runs["rank_search_order"]) == ["forward", "params"] and "nested" not in runs and "n" not in runs
+    assert "recipe" not in runs.columns and set(recs["rank_search_order"]) == {"forward", "params"}
+    assert list(select(runs, {"rank_search_order": "params"})["seed"]) == [1]
+    assert len(select(recs, {"rank_search_order": "forward"})) == len(GOOD)

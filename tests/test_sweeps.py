@@ -242,6 +242,17 @@ def test_reproduce_plan_lists_runs(tmp_path):
     assert "autocl/table2" in out.stdout and "estimated" in out.stdout
 
 
+def test_reproduce_plan_takes_a_runs_own_estimate(monkeypatch, tmp_path):
+    """lenet5_dubey's paper plan: the Coreset-S runs carry their own (longer) estimate, the others the artefact's."""
+    from coresetlab import reproduce
+
+    monkeypatch.setenv("CORESETLAB_OUTPUTS", str(tmp_path))
+    runs, _ = reproduce.plan("paper", only=["dubey/table2"])
+    est = {r.est_minutes for r in runs if "coreset_method.variants=[ap_s,s]" in r.overrides}
+    rest = {r.est_minutes for r in runs if "coreset_method.variants=[ap_k,ap_a,k,a,svd,dc]" in r.overrides}
+    assert est == {110.0} and rest == {35.0} and len(runs) == 12
+
+
 @pytest.mark.slow
 def test_coreset_s_lambda_search_runs_and_keeps_the_pareto_front(run_cli, tmp_path):
     env = {"CORESETLAB_OUTPUTS": str(tmp_path)}

@@ -9,6 +9,7 @@ Reads the ``reproduce:`` section of each manifest in ``experiments/``::
       runs:
         - overrides: ["+experiment=lenet_autocl"]
           seeds: {paper: [0, 1, 2], fast: [0], smoke: [0]}
+          est_minutes: {paper: 11}   # optional: this run's estimate instead of the artefact's
 
 Prints the plan (runs, estimated time) first and one progress line per run. Runs whose folder already
 holds an ok result are skipped (run identity), failed runs do not stop the others, and the report
@@ -74,9 +75,10 @@ def plan(profile: str, only: list[str] | None = None) -> tuple[list[PlannedRun],
         est = float((rep.get("est_minutes") or {}).get(profile, 1.0))
         for spec in rep["runs"]:
             seeds = spec.get("seeds", {}).get(profile, [0]) if isinstance(spec.get("seeds"), dict) else spec.get("seeds", [0])
+            run_est = float((spec.get("est_minutes") or {}).get(profile, est))  # a run's own estimate wins
             for seed in seeds:
                 ov = [*spec["overrides"], f"profile={profile}", f"seed={seed}"]
-                runs.append(PlannedRun(m["id"], ov, est, run_dir_of(ov)))
+                runs.append(PlannedRun(m["id"], ov, run_est, run_dir_of(ov)))
     return runs, notes
 
 

@@ -26,6 +26,7 @@ ID_COLS = ["experiment", "artefact", "method", "model", "dataset", "profile", "s
 RUN_COLS = ID_COLS + ["run_id", "params_before", "params_after", "compression", "wall_time_s", "started_at",
                       "overrides", "error", "run_dir"]
 ORIGINS = ("outputs", "reference")
+RESERVED_COLS = frozenset({"recipe", "origin", "variant"})  # set by the report (variants.py), never from a record
 
 
 def find_result_files(paths: Iterable[Path]) -> list[Path]:
@@ -166,8 +167,12 @@ def load_runs(paths: Iterable[Path], reference: Iterable[Path] = ()) -> tuple[pd
             row["config_id"] = config_id_of(f.parent)
         metrics = res.get("metrics") or {}
         row.update({k: v for k, v in metrics.items() if k not in row})
+        # the record's string-valued settings (e.g. the Dubey rank search order): filterable in manifests' `where`
+        labels = {k: v for k, v in (res.get("extra") or {}).items()
+                  if isinstance(v, str) and k not in row and k not in RESERVED_COLS}
+        row.update(labels)
         run_rows.append(row)
-        ident = {c: row[c] for c in ID_COLS + ["run_dir"]}
+        ident = {**{c: row[c] for c in ID_COLS + ["run_dir"]}, **labels}
         for rec in res.get("table") or []:
             rec_rows.append({**ident, **rec})
     runs = pd.DataFrame(run_rows, columns=None if run_rows else RUN_COLS)

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from coresetlab.report import style  # noqa: E402
+from coresetlab.report.tables import select  # noqa: E402
 
 
 def _mine(manifest: dict[str, Any], df: pd.DataFrame, table: str) -> pd.DataFrame:
@@ -25,7 +26,8 @@ def _mine(manifest: dict[str, Any], df: pd.DataFrame, table: str) -> pd.DataFram
         return df.iloc[0:0]
     prof = manifest.get("profile")
     sel = df[(df["table"] == table) & (df["status"] == "ok")]
-    return sel[sel["profile"] == prof] if prof is not None else sel
+    sel = sel[sel["profile"] == prof] if prof is not None else sel
+    return select(sel, (manifest.get("figure") or {}).get("where"))  # the figure spec's filter, if any
 
 
 _save = style.save_figure  # one PNG + PDF writer for every figure module

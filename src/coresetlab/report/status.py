@@ -79,7 +79,9 @@ def _table_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame) -> 
     metric, tol = chk["metric"], float(chk["tol"])
     mspec = (row.get("metrics") or {})[metric] or {}
     paper, fmt = float(mspec["paper"]), mspec.get("fmt", "float")
-    sel, note = _newest(select(select(runs, row.get("where")), chk.get("where")))
+    sel = select(select(runs, row.get("where")), chk.get("where"))
+    # runs that measured the metric (a run of some of the variants lacks the others' metrics)
+    sel, note = _newest(sel[sel[metric].notna()] if metric in sel.columns else sel)
     name = f"{chk['table']} / {chk['row']} / {metric}"
     mean, _, n = mean_std(sel[metric]) if metric in sel.columns else (math.nan, math.nan, 0)
     if not n:
