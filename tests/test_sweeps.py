@@ -250,7 +250,7 @@ def test_reproduce_plan_takes_a_runs_own_estimate(monkeypatch, tmp_path):
     runs, _ = reproduce.plan("paper", only=["dubey/table2"])
     est = {r.est_minutes for r in runs if "coreset_method.variants=[ap_s,s]" in r.overrides}
     rest = {r.est_minutes for r in runs if "coreset_method.variants=[ap_k,ap_a,k,a,svd,dc]" in r.overrides}
-    assert est == {110.0} and rest == {35.0} and len(runs) == 12
+    assert est == {110.0} and rest == {40.0} and len(runs) == 12
 
 
 @pytest.mark.slow
