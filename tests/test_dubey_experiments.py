@@ -111,3 +111,41 @@ def test_single_variant_options_compose(compose, option, variants):
     cm = OmegaConf.to_container(cfg.coreset_method, resolve=True)
     assert cm["variants"] == variants and cm["name"] == option
     assert cm["coreset"]["sample_fraction"] == 0.005  # experiment settings still apply
+
+
+def test_interrupted_run_resumes_finished_variants(compose, tmp_path, monkeypatch):
+    """A relaunch after an interruption reads the variants finished before it back from ``ckpt/variants/``
+    (their stage times included) and runs only the rest; ``ckpt/`` is removed once the run ends ok."""
+    import signal
+
+    from coresetlab.errors import RunInterrupted
+    from coresetlab.runner import execute
+    from coresetlab.tasks.dubey.pipeline import Pipeline
+
+    calls: list[str] = []
+    real = Pipeline.run_variant
+
+    def interrupted_at_k(self, v):
+        calls.append(v.name)
+        if v.name == "k":
+            raise RunInterrupted(signal.SIGTERM)
+        return real(self, v)
+
+    cfg = compose("+experiment=lenet5_dubey", "profile=smoke", THREADS, "coreset_method.variants=[svd,k]")
+    monkeypatch.setattr(Pipeline, "run_variant", interrupted_at_k)
+    rc, rec = execute(cfg, out_dir=tmp_path)
+    assert rc == 143 and rec["status"] == "interrupted" and calls == ["svd", "k"]
+    assert (tmp_path / "ckpt" / "variants" / "svd.json").is_file()
+    assert not (tmp_path / "ckpt" / "variants" / "k.json").exists()
+
+    calls.clear()
+    monkeypatch.setattr(Pipeline, "run_variant", lambda self, v: (calls.append(v.name), real(self, v))[1])
+    rc, rec = execute(cfg, out_dir=tmp_path)
+    assert rc == 0 and rec["status"] == "ok" and calls == ["k"]  # svd was not recomputed
+    assert rec["extra"]["variants"]["svd"]["resumed"] is True and "resumed" not in rec["extra"]["variants"]["k"]
+    assert "coreset_svd" in rec["stage_times_s"] and "coreset_k" in rec["stage_times_s"]
+    for v in ("svd", "k"):
+        assert 0 <= rec["metrics"][f"{v}_test_err"] <= 1
+        assert [r["layer"] for r in rec["table"] if r["table"] == "layers" and r["variant"] == v] == \
+            ["conv1", "conv2", "fc1", "fc2"]
+    assert not (tmp_path / "ckpt").exists()
