@@ -149,3 +149,38 @@ def test_interrupted_run_resumes_finished_variants(compose, tmp_path, monkeypatc
         assert [r["layer"] for r in rec["table"] if r["table"] == "layers" and r["variant"] == v] == \
             ["conv1", "conv2", "fc1", "fc2"]
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_interrupted_sweep_resumes_finished_points(compose, tmp_path, monkeypatch):
+    """Fig. 7's sweep keeps every finished (variant, tolerance) point in ``ckpt/sweep/``; a relaunch after an
+    interruption recomputes only the points that were not finished."""
+    import json
+    import signal
+
+    from coresetlab.errors import RunInterrupted
+    from coresetlab.runner import execute
+    from coresetlab.tasks.dubey.pipeline import Pipeline
+
+    calls: list[float] = []
+    real = Pipeline.coreset
+
+    def counted(self, base, v, tol, interrupt_at=None):
+        calls.append((v.name, tol))
+        if len(calls) == interrupt_at:
+            raise RunInterrupted(signal.SIGTERM)
+        return real(self, base, v, tol)
+
+    cfg = compose("+experiment=lenet5_dubey_fig7", "profile=smoke", THREADS, "task.sweep.variants=[k,svd]")
+    monkeypatch.setattr(Pipeline, "coreset", lambda self, b, v, t: counted(self, b, v, t, interrupt_at=2))
+    rc, _ = execute(cfg, out_dir=tmp_path)
+    assert rc == 143 and calls == [("k", 0.01), ("k", 0.1)]
+    saved = json.loads((tmp_path / "ckpt" / "sweep" / "k_tol_0.01.json").read_text())["row"]
+
+    calls.clear()
+    monkeypatch.setattr(Pipeline, "coreset", lambda self, b, v, t: counted(self, b, v, t))
+    rc, rec = execute(cfg, out_dir=tmp_path)
+    assert rc == 0 and calls == [("k", 0.1), ("svd", 0.01), ("svd", 0.1)]  # k at 0.01 was not recomputed
+    rows = [r for r in rec["table"] if r["table"] == "sweep"]
+    assert [(r["variant"], r["value"]) for r in rows] == [("k", 0.01), ("k", 0.1), ("svd", 0.01), ("svd", 0.1)]
+    assert rows[0] == saved and rec["stage_times_s"]["sweep_k"] > 0
+    assert not (tmp_path / "ckpt").exists()

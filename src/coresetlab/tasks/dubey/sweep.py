@@ -17,6 +17,10 @@ kept fraction), ``filters_pruned`` (fraction of the prunable layers' filters rem
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from coresetlab.methods.dubey import uniform_compress
@@ -25,9 +29,31 @@ from coresetlab.methods.dubey.method import parse_variant
 from coresetlab.methods.dubey.pruning import activation_ranking, n_keep, prune_filters
 from coresetlab.methods.structured.baselines import l1_top_k
 from coresetlab.models import count_params
+from coresetlab.records import write_json_atomic
 
 SWEEP_VARIANTS = ("k", "s", "a", "ap_k", "ap_s", "ap_a", "svd", "prune", "ap_filter", "weight_filter", "l1_filter")
 FILTER_VARIANTS = ("ap_filter", "weight_filter", "l1_filter")
+
+log = logging.getLogger("coresetlab")
+
+
+def resumable_point(pipe, name: str, knob: str, value: float, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One sweep point's row, timed as stage ``sweep_<name>``, and kept in ``ckpt/sweep/<name>_<knob>_<value>.json``
+    (removed with ``ckpt/`` once the run ends ok): a relaunch of an interrupted run reads the points computed
+    before the interruption back, with their stage times, instead of recomputing them (a Coreset-S point at a
+    small tolerance takes ~20 CPU-minutes on LeNet-5)."""
+    path = pipe.ctx.ckpt_dir("sweep") / f"{name}_{knob}_{value:g}.json"
+    stage = f"sweep_{name}"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        pipe.ctx.stage_times[stage] = pipe.ctx.stage_times.get(stage, 0.0) + float(saved["seconds"])
+        log.info("sweep %s %s=%g: resumed from %s", name, knob, value, path)
+        return saved["row"]
+    t0 = time.perf_counter()
+    with pipe.ctx.stage(stage):
+        row = compute()
+    write_json_atomic(path, {"row": row, "seconds": time.perf_counter() - t0})
+    return row
 
 
 def filter_sweep(pipe, name: str, fractions: list[float]) -> list[dict[str, Any]]:
@@ -39,22 +65,24 @@ def filter_sweep(pipe, name: str, fractions: list[float]) -> list[dict[str, Any]
         with pipe.ctx.stage("sweep_ap_ranking"):
             rank = {n: activation_ranking(parent, n, xs, int(pipe.method.ap.batch_size)) for n in pairs}
     total = sum(n_outputs(get_module(parent, n)) for n in pairs)
+    def point(f: float) -> dict[str, Any]:
+        keep = {}
+        for n in pairs:
+            k = n_keep(n_outputs(get_module(parent, n)), f)
+            keep[n] = (rank[n][:k].sort().values if name == "ap_filter"
+                       else l1_top_k(get_module(parent, n).weight, k).indices)
+        model = prune_filters(parent, keep)
+        if name == "l1_filter" and int(pipe.t.sweep.prune_retrain_epochs) > 0:
+            model.train()
+            pipe.train(model, int(pipe.t.sweep.prune_retrain_epochs), f"sweep_l1_{f:g}")
+        acc = pipe.test_acc(model.eval())
+        return {"table": "sweep", "variant": name, "knob": "filters", "value": f,
+                "filters_pruned": 1 - sum(len(v) for v in keep.values()) / total,
+                "retained_fraction": count_params(model) / count_params(parent),
+                "test_acc": acc, "test_err": 1 - acc}
+
     for f in pipe.ctx.progress([float(f) for f in fractions], desc=f"sweep-{name}"):
-        with pipe.ctx.stage(f"sweep_{name}"):
-            keep = {}
-            for n in pairs:
-                k = n_keep(n_outputs(get_module(parent, n)), f)
-                keep[n] = (rank[n][:k].sort().values if name == "ap_filter"
-                           else l1_top_k(get_module(parent, n).weight, k).indices)
-            model = prune_filters(parent, keep)
-            if name == "l1_filter" and int(pipe.t.sweep.prune_retrain_epochs) > 0:
-                model.train()
-                pipe.train(model, int(pipe.t.sweep.prune_retrain_epochs), f"sweep_l1_{f:g}")
-            acc = pipe.test_acc(model.eval())
-        rows.append({"table": "sweep", "variant": name, "knob": "filters", "value": f,
-                     "filters_pruned": 1 - sum(len(v) for v in keep.values()) / total,
-                     "retained_fraction": count_params(model) / count_params(parent),
-                     "test_acc": acc, "test_err": 1 - acc})
+        rows.append(resumable_point(pipe, name, "filters", f, lambda f=f: point(f)))
     return rows
 
 
@@ -68,27 +96,29 @@ def sweep(pipe) -> list[dict[str, Any]]:
     rows = []
     parent_params = count_params(pipe.parent)
     xi = pipe.data("importance")[0]
+    def point(name: str, knob: str, k: float) -> dict[str, Any]:
+        if name == "prune":  # Han et al. 2015: magnitude pruning of every layer + retraining
+            model = pipe.pruned(k, int(sw.prune_retrain_epochs))
+            kept = sum(int((p != 0).sum()) for p in model.parameters())
+        else:
+            v = parse_variant(name, set())
+            base = pipe.ap_model()[0] if v.ap else pipe.parent
+            if sw.mode == "uniform":
+                model = uniform_compress(base, pipe.method.coreset_config(v.kind, pipe.ctx.seed), k,
+                                         importance_x=xi if v.kind == "a" else None)
+            else:
+                model = pipe.coreset(base, v, k)[0]
+            kept = count_params(model)
+        acc = pipe.test_acc(model)
+        return {"table": "sweep", "variant": name, "knob": knob, "value": k,
+                "retained_fraction": kept / parent_params, "test_acc": acc, "test_err": 1 - acc}
+
     for name in sw.variants:
         if name in FILTER_VARIANTS:
             rows += filter_sweep(pipe, name, list(sw.get("filter_fractions") or []))
             continue
         knobs = sw.fractions if name == "prune" or sw.mode == "uniform" else sw.tolerances
+        knob = "fraction" if name == "prune" or sw.mode == "uniform" else "tol"
         for k in pipe.ctx.progress([float(k) for k in knobs or []], desc=f"sweep-{name}"):
-            with pipe.ctx.stage(f"sweep_{name}"):
-                if name == "prune":  # Han et al. 2015: magnitude pruning of every layer + retraining
-                    model = pipe.pruned(k, int(sw.prune_retrain_epochs))
-                    kept = sum(int((p != 0).sum()) for p in model.parameters())
-                else:
-                    v = parse_variant(name, set())
-                    base = pipe.ap_model()[0] if v.ap else pipe.parent
-                    if sw.mode == "uniform":
-                        model = uniform_compress(base, pipe.method.coreset_config(v.kind, pipe.ctx.seed), k,
-                                                 importance_x=xi if v.kind == "a" else None)
-                    else:
-                        model = pipe.coreset(base, v, k)[0]
-                    kept = count_params(model)
-                acc = pipe.test_acc(model)
-            knob = "fraction" if name == "prune" or sw.mode == "uniform" else "tol"
-            rows.append({"table": "sweep", "variant": name, "knob": knob, "value": k,
-                         "retained_fraction": kept / parent_params, "test_acc": acc, "test_err": 1 - acc})
+            rows.append(resumable_point(pipe, name, knob, k, lambda name=name, knob=knob, k=k: point(name, knob, k)))
     return rows
