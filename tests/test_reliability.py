@@ -176,3 +176,20 @@ def test_value_errors_of_every_group_are_config_errors(compose, experiment, over
     with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace("[", r"\[")) as info:
         validate_config(cfg)
     assert "\n" not in str(info.value)
+
+
+def test_thread_limit_covers_blas_and_openmp_pools():
+    """``torch_threads=n`` limits torch, the BLAS pools already loaded (numpy's OpenBLAS) and the ones loaded later
+    (SciPy's OpenBLAS, scikit-learn's OpenMP): two runs side by side on two cores keep two busy threads."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, numpy, torch; from coresetlab.runner import _limit_threads; _limit_threads(1); "
+            "import scipy.linalg, sklearn.decomposition; from threadpoolctl import threadpool_info; "
+            "print(json.dumps([torch.get_num_threads(), [[p['internal_api'], p['num_threads']] "
+            "for p in threadpool_info()]]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    n_torch, pools = json.loads(out.strip().splitlines()[-1])
+    assert n_torch == 1 and {api for api, _ in pools} >= {"openblas", "openmp"}
+    assert all(n == 1 for _, n in pools), pools

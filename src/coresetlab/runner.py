@@ -133,14 +133,27 @@ def _launcher_jobs() -> int:
     return 1
 
 
+def _limit_threads(n: int) -> None:
+    """``n`` threads for torch *and* for the BLAS / OpenMP pools numpy, SciPy and scikit-learn use (Coreset-S's
+    SparsePCA, Coreset-A's EM): numpy's OpenBLAS otherwise starts one thread per core in every run, so two runs
+    side by side on two cores kept four busy threads. Pools already loaded are limited with threadpoolctl;
+    the environment variables cover the libraries loaded later in the run."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    threadpool_limits(limits=n)
+
+
 def _set_threads(cfg: DictConfig) -> None:
     """Explicit ``torch_threads``, else divide the cores between parallel launcher jobs."""
     if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
+        _limit_threads(int(cfg.torch_threads))
         return
     jobs = _launcher_jobs()
     if jobs > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+        _limit_threads(max(1, (os.cpu_count() or 1) // jobs))
 
 
 @interruptible_call
