@@ -174,7 +174,7 @@ def test_interrupted_sweep_resumes_finished_points(compose, tmp_path, monkeypatc
     monkeypatch.setattr(Pipeline, "coreset", lambda self, b, v, t: counted(self, b, v, t, interrupt_at=2))
     rc, _ = execute(cfg, out_dir=tmp_path)
     assert rc == 143 and calls == [("k", 0.01), ("k", 0.1)]
-    saved = json.loads((tmp_path / "ckpt" / "sweep" / "k_tol_0.01.json").read_text())["row"]
+    saved = json.loads((tmp_path / "ckpt" / "sweep" / "k_tol_0.01.json").read_text())["result"]
 
     calls.clear()
     monkeypatch.setattr(Pipeline, "coreset", lambda self, b, v, t: counted(self, b, v, t))

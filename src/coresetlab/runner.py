@@ -22,13 +22,14 @@ Error policy (the README's "Error policy"; :mod:`coresetlab.errors`):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -63,6 +64,24 @@ class RunContext:
     def ckpt_dir(self, phase: str) -> Path:
         """Checkpoint folder of a training phase; an interrupted run resumes from it (removed when ok)."""
         return self.out_dir / "ckpt" / phase
+
+    def resumable(self, key: str, compute: Callable[[], Any]) -> tuple[Any, bool]:
+        """``compute()`` once per run: its JSON-able result and the stage times it added are kept in
+        ``ckpt/<key>.json`` (removed with ``ckpt/`` when the run ends ok); a relaunch of an interrupted run reads
+        them back (stage times included, so ``stage_times_s`` still adds up the whole computation) instead of
+        recomputing. Returns ``(result, resumed)``."""
+        path = self.out_dir / "ckpt" / f"{key}.json"
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            for stage, t in saved["stage_times_s"].items():
+                self.stage_times[stage] = self.stage_times.get(stage, 0.0) + float(t)
+            log.info("%s: resumed from %s (finished before the run was interrupted)", key, path)
+            return saved["result"], True
+        before = dict(self.stage_times)
+        result = compute()
+        spent = {k: t - before.get(k, 0.0) for k, t in self.stage_times.items() if t != before.get(k, 0.0)}
+        records.write_json_atomic(path, {"result": result, "stage_times_s": spent})
+        return result, False
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

@@ -19,7 +19,6 @@ Deep Compression retrains (pruning) and fine-tunes centroids, as Han et al. do.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -29,7 +28,6 @@ from omegaconf import DictConfig
 from coresetlab.errors import ConfigError, CoresetlabError
 from coresetlab.methods.dubey import DubeyMethod, Variant
 from coresetlab.models import count_params
-from coresetlab.records import write_json_atomic
 from coresetlab.tasks.dubey.pipeline import Pipeline, time_per_batch
 from coresetlab.tasks.dubey.sweep import FILTER_VARIANTS, SWEEP_VARIANTS, sweep
 
@@ -77,23 +75,11 @@ def _build_method(cfg: DictConfig) -> DubeyMethod:
 
 
 def run_or_resume_variant(pipe: Pipeline, v: Variant, ctx) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
-    """:meth:`Pipeline.run_variant`, resumable per variant: a finished variant's metrics, table rows, extra and
-    stage times are written to ``ckpt/variants/<name>.json`` (removed with ``ckpt/`` when the run ends ok), and
-    a relaunch of an interrupted run reads them back instead of redoing the variant (Coreset-S's rank search
-    alone takes 30-45 CPU-minutes on LeNet-5). The record says which variants were resumed and keeps their
-    stage times, so ``stage_times_s`` still adds up the whole computation."""
-    path = ctx.ckpt_dir("variants") / f"{v.name}.json"
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        for stage, s in saved["stage_times_s"].items():
-            ctx.stage_times[stage] = ctx.stage_times.get(stage, 0.0) + float(s)
-        log.info("variant %s: resumed from %s (finished before the run was interrupted)", v.name, path)
-        return saved["metrics"], saved["rows"], {**saved["extra"], "resumed": True}
-    before = dict(ctx.stage_times)
-    vm, rows, vextra = pipe.run_variant(v)
-    spent = {k: t - before.get(k, 0.0) for k, t in ctx.stage_times.items() if t != before.get(k, 0.0)}
-    write_json_atomic(path, {"metrics": vm, "rows": rows, "extra": vextra, "stage_times_s": spent})
-    return vm, rows, vextra
+    """:meth:`Pipeline.run_variant`, resumable per variant (:meth:`RunContext.resumable`, ``ckpt/variants/<name>``):
+    a relaunch of an interrupted run does not redo a finished variant (Coreset-S's rank search alone takes
+    30-45 CPU-minutes on LeNet-5); the record marks it ``resumed``."""
+    (vm, rows, vextra), resumed = ctx.resumable(f"variants/{v.name}", lambda: pipe.run_variant(v))
+    return vm, rows, ({**vextra, "resumed": True} if resumed else vextra)
 
 
 def run(cfg: DictConfig, ctx) -> dict[str, Any]:

@@ -17,9 +17,6 @@ kept fraction), ``filters_pruned`` (fraction of the prunable layers' filters rem
 
 from __future__ import annotations
 
-import json
-import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,31 +26,19 @@ from coresetlab.methods.dubey.method import parse_variant
 from coresetlab.methods.dubey.pruning import activation_ranking, n_keep, prune_filters
 from coresetlab.methods.structured.baselines import l1_top_k
 from coresetlab.models import count_params
-from coresetlab.records import write_json_atomic
 
 SWEEP_VARIANTS = ("k", "s", "a", "ap_k", "ap_s", "ap_a", "svd", "prune", "ap_filter", "weight_filter", "l1_filter")
 FILTER_VARIANTS = ("ap_filter", "weight_filter", "l1_filter")
 
-log = logging.getLogger("coresetlab")
-
-
 def resumable_point(pipe, name: str, knob: str, value: float, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """One sweep point's row, timed as stage ``sweep_<name>``, and kept in ``ckpt/sweep/<name>_<knob>_<value>.json``
-    (removed with ``ckpt/`` once the run ends ok): a relaunch of an interrupted run reads the points computed
-    before the interruption back, with their stage times, instead of recomputing them (a Coreset-S point at a
-    small tolerance takes ~20 CPU-minutes on LeNet-5)."""
-    path = pipe.ctx.ckpt_dir("sweep") / f"{name}_{knob}_{value:g}.json"
-    stage = f"sweep_{name}"
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        pipe.ctx.stage_times[stage] = pipe.ctx.stage_times.get(stage, 0.0) + float(saved["seconds"])
-        log.info("sweep %s %s=%g: resumed from %s", name, knob, value, path)
-        return saved["row"]
-    t0 = time.perf_counter()
-    with pipe.ctx.stage(stage):
-        row = compute()
-    write_json_atomic(path, {"row": row, "seconds": time.perf_counter() - t0})
-    return row
+    """One sweep point's row, timed as stage ``sweep_<name>`` and resumable (:meth:`RunContext.resumable`,
+    ``ckpt/sweep/<name>_<knob>_<value>``): a relaunch of an interrupted run does not recompute finished points
+    (a Coreset-S point at a small tolerance takes ~20 CPU-minutes on LeNet-5)."""
+    def timed() -> dict[str, Any]:
+        with pipe.ctx.stage(f"sweep_{name}"):
+            return compute()
+
+    return pipe.ctx.resumable(f"sweep/{name}_{knob}_{value:g}", timed)[0]
 
 
 def filter_sweep(pipe, name: str, fractions: list[float]) -> list[dict[str, Any]]:
