@@ -327,3 +327,29 @@ def test_string_settings_of_a_record_are_filterable_columns(configs, tmp_path):
     assert "recipe" not in runs.columns and set(recs["rank_search_order"]) == {"forward", "params"}
     assert list(select(runs, {"rank_search_order": "params"})["seed"]) == [1]
     assert len(select(recs, {"rank_search_order": "forward"})) == len(GOOD)
+
+
+def test_a_parent_metric_takes_one_run_per_parent_across_planned_configs(configs, tmp_path):
+    """Two planned configs that share cached parents (e.g. Dubey's variant splits): a plain check reads the newest
+    config only; a ``per: parent_key`` check counts every parent once, whichever config measured it."""
+    from coresetlab.report.manifest_schema import check_manifest
+
+    mod = ("task.finetune.optimizer.lr=0.01",)
+    root = tmp_path / "runs"
+    for name, which, seed, acc, day in (("a0", "base", 0, 0.97, 1), ("a1", "base", 1, 0.99, 1),
+                                        ("b0", "mod", 0, 0.97, 3)):
+        d = _run(root, configs, name, which=which, seed=seed, acc=acc, recipe=mod if which == "mod" else (),
+                 finished=f"2025-01-0{day}T00:00:00+00:00")
+        res = json.loads((d / "results.json").read_text())
+        res["extra"] = {"parent": {"key": f"parent-{seed}", "cached": True}}
+        (d / "results.json").write_text(json.dumps(res))
+    planned = {"runs": [{"overrides": EXP, "seeds": {"paper": [0, 1]}},
+                        {"overrides": [*EXP, *mod], "seeds": {"paper": [0]}}]}
+    check = {"table": "t", "row": "Learned", "metric": "test_acc", "tol": 0.003}
+    newest = _status(tmp_path, root, reproduce=planned, reproduced_if=[check])
+    assert newest.status.startswith("not reproduced") and "n = 1" in newest.versus and "newest of 2 configs" in newest.versus
+    pooled = _status(tmp_path, root, reproduce=planned, reproduced_if=[{**check, "per": "parent_key"}])
+    assert pooled.status == "reproduced" and "n = 2" in pooled.versus
+    assert "one run per parent_key, 2 of 3 runs, 2 config(s)" in pooled.versus
+    bad = {**MANIFEST, "reproduced_if": [{**check, "per": "seed"}]}
+    assert any("per must be one of ['parent_key']" in p for p in check_manifest(bad))

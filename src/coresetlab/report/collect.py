@@ -171,6 +171,9 @@ def load_runs(paths: Iterable[Path], reference: Iterable[Path] = ()) -> tuple[pd
         labels = {k: v for k, v in (res.get("extra") or {}).items()
                   if isinstance(v, str) and k not in row and k not in RESERVED_COLS}
         row.update(labels)
+        parent = (res.get("extra") or {}).get("parent")
+        if isinstance(parent, dict) and isinstance(parent.get("key"), str):  # the cached parent the run started from
+            row["parent_key"] = parent["key"]
         run_rows.append(row)
         ident = {**{c: row[c] for c in ID_COLS + ["run_dir"]}, **labels}
         for rec in res.get("table") or []:

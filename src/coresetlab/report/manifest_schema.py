@@ -8,7 +8,8 @@ needs to render quoted rows and to evaluate the reproduction status:
   are among ``values``.
 * ``reproduced_if`` (a list, may be empty when the paper states nothing checkable): each check is either
   a tolerance check ``{table, row, metric, tol}`` — the table is a ``runs`` table of this manifest, ``row``
-  one of its row labels, ``metric`` one of that row's metrics with a numeric ``paper`` value, ``tol`` > 0 —
+  one of its row labels, ``metric`` one of that row's metrics with a numeric ``paper`` value, ``tol`` > 0,
+  optional ``per: parent_key`` (the metric is the parent's: one run per parent, pooled across configs) —
   or an ordering check ``{figure, metric, index, hue, order, better, min_fraction?, where?}`` on a figure or
   a ``records`` table of this manifest (``order``: at least two distinct labels, best first).
 """
@@ -19,7 +20,8 @@ import math
 from typing import Any
 
 FMTS = {"pct", "pct3", "int", "sci", "float"}
-TOL_KEYS = {"table", "row", "metric", "tol", "where"}
+TOL_KEYS = {"table", "row", "metric", "tol", "where", "per"}
+POOL_KEYS = {"parent_key"}  # columns a tolerance check may pool configs by (``per``)
 ORDER_KEYS = {"figure", "metric", "index", "hue", "order", "better", "min_fraction", "where"}
 
 
@@ -71,6 +73,8 @@ def _check_tol(mid: str, c: dict[str, Any], tables: dict[str, dict[str, Any]]) -
         out.append(f"{where}: tol needs a numeric paper value in the row's metrics")
     if not _is_number(c.get("tol")) or c["tol"] <= 0:
         out.append(f"{where}: tol must be a positive number")
+    if "per" in c and c["per"] not in POOL_KEYS:
+        out.append(f"{where}: per must be one of {sorted(POOL_KEYS)}")
     return out
 
 

@@ -7,6 +7,7 @@ Manifest schema (``experiments/<id>.yaml``)::
         row: "Learned coreset 30-100 (ours)"  # one of its row labels
         metric: test_acc                    # paper value = that row's metrics.<metric>.paper
         tol: 0.003                          # |mean(ours) − paper| ≤ tol, in the metric's units
+        per: parent_key                     # optional: a metric of the parent — one run per parent, any config
       - figure: fig4                        # a figure (or a `source: records` table) of this manifest
         metric: acc_before                  # y column
         index: rate                         # x column: checked at every x value of our records
@@ -21,7 +22,8 @@ Every check passes -> ``reproduced``; some -> ``partly``; none -> ``not reproduc
 run -> ``no paper runs``. A check without eligible runs is neither passed nor failed: it is counted apart
 (``no eligible runs``; only such checks -> ``no eligible runs for its checks``). If eligible runs of
 one series hold several configs (code changed between runs), the newest config is used and the check
-says so. ``order`` names match a record's label or its method name (``coreset`` or ``neuron_coreset``).
+says so — except a ``per: parent_key`` check, whose metric belongs to the cached parent the runs share: it
+takes one run per parent across configs (and says so). ``order`` names match a record's label or its method name (``coreset`` or ``neuron_coreset``).
 """
 
 from __future__ import annotations
@@ -73,6 +75,21 @@ def _newest(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return df[df["config_id"] == cid], f" [newest of {df['config_id'].nunique(dropna=False)} configs: {cid}]"
 
 
+def _one_per(df: pd.DataFrame, col: str) -> tuple[pd.DataFrame, str]:
+    """One run per value of ``col`` (the newest, by ``finished_at``), across configs, and a note saying so.
+
+    For a metric of a shared object (``per: parent_key``: the parent's test error), runs of different configs
+    that started from the same cached parent measured the same model: pooling them is not mixing recipes, and
+    counting each parent once keeps n = the number of parents."""
+    if df.empty or col not in df.columns:
+        return _newest(df)
+    keyed = df[df[col].notna()]
+    one = keyed.sort_values("finished_at", na_position="first").drop_duplicates(col, keep="last")
+    n_cfg = one["config_id"].nunique(dropna=False) if "config_id" in one.columns else 1
+    note = f" [one run per {col}, {len(one)} of {len(df)} runs, {n_cfg} config(s)]" if len(one) < len(df) or n_cfg > 1 else ""
+    return one, note
+
+
 def _table_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame) -> Check:
     spec = next(t for t in m["tables"] if t["name"] == chk["table"])
     row = next(r for r in spec.get("rows", []) if r["label"] == chk["row"])
@@ -81,7 +98,8 @@ def _table_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame) -> 
     paper, fmt = float(mspec["paper"]), mspec.get("fmt", "float")
     sel = select(select(runs, row.get("where")), chk.get("where"))
     # runs that measured the metric (a run of some of the variants lacks the others' metrics)
-    sel, note = _newest(sel[sel[metric].notna()] if metric in sel.columns else sel)
+    measured = sel[sel[metric].notna()] if metric in sel.columns else sel
+    sel, note = _one_per(measured, chk["per"]) if chk.get("per") else _newest(measured)
     name = f"{chk['table']} / {chk['row']} / {metric}"
     mean, _, n = mean_std(sel[metric]) if metric in sel.columns else (math.nan, math.nan, 0)
     if not n:
