@@ -68,4 +68,5 @@ def resume_hint(e: RunInterrupted, where: str | None = None) -> str:
     """The one line printed for an interrupted run."""
     kept = f"; checkpoints kept in {where}" if where else ""
     return (f"interrupted by {e.signame}: relaunch the same command to resume from the last epoch "
-            f"checkpoint (ckpt/<phase>/last.ckpt){kept}")
+            f"checkpoint (ckpt/<phase>/last.ckpt) and the finished steps kept in ckpt/ (e.g. Dubey variants "
+            f"and sweep points){kept}")
