@@ -113,6 +113,9 @@ def test_modified_paper_run_is_labelled_and_never_a_reproduction(configs, tmp_pa
     # a planned override (the manifest's reproduce.runs) is part of the recipe, not a modification
     planned = {"runs": [{"overrides": [*EXP, "task.finetune.optimizer.lr=0.01"], "seeds": {"paper": [0]}}]}
     assert _status(tmp_path, root, reproduce=planned).status == "reproduced"
+    # ... unless the plan marks it as an ablation: run by the plan, still a modified recipe, never counted
+    ablation = {"runs": [{**planned["runs"][0], "ablation": True}]}
+    assert _status(tmp_path, root, reproduce=ablation).status.startswith("no paper runs (1 paper-profile run(s)")
 
 
 def test_runs_of_different_recipes_are_split_in_every_output_and_n1_is_not_pm0(configs, tmp_path):

@@ -10,6 +10,8 @@ Reads the ``reproduce:`` section of each manifest in ``experiments/``::
         - overrides: ["+experiment=lenet_autocl"]
           seeds: {paper: [0, 1, 2], fast: [0], smoke: [0]}
           est_minutes: {paper: 11}   # optional: this run's estimate instead of the artefact's
+          ablation: true             # optional: a measured ablation of the recipe (run here, shown in the report
+                                     # as "paper (modified: …)", never counted for the status)
 
 Prints the plan (runs, estimated time) first and one progress line per run. Runs whose folder already
 holds an ok result are skipped (run identity), failed runs do not stop the others, and the report

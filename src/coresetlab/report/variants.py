@@ -25,9 +25,12 @@ UNKNOWN_CONFIG = "?"
 
 
 def planned_recipes(manifest: dict[str, Any] | None) -> list[frozenset[str]]:
-    """The recipe overrides of every run the manifest plans; the experiment's own recipe (no override) first."""
+    """The recipe overrides of every run the manifest plans; the experiment's own recipe (no override) first.
+    An ``ablation: true`` run is planned (``coresetlab.reproduce`` runs it) but is not the paper's recipe: its runs
+    stay ``paper (modified: …)``, shown apart and never counted for the status."""
     specs = ((manifest or {}).get("reproduce") or {}).get("runs") or []
-    return [frozenset()] + [frozenset(o for o in spec.get("overrides", []) if is_recipe_override(o)) for spec in specs]
+    return [frozenset()] + [frozenset(o for o in spec.get("overrides", []) if is_recipe_override(o))
+                            for spec in specs if not spec.get("ablation")]
 
 
 def extra_overrides(recipe_overrides: Any, planned: list[frozenset[str]]) -> tuple[str, ...] | None:
