@@ -86,7 +86,10 @@ def _one_per(df: pd.DataFrame, col: str) -> tuple[pd.DataFrame, str]:
     keyed = df[df[col].notna()]
     one = keyed.sort_values("finished_at", na_position="first").drop_duplicates(col, keep="last")
     n_cfg = one["config_id"].nunique(dropna=False) if "config_id" in one.columns else 1
-    note = f" [one run per {col}, {len(one)} of {len(df)} runs, {n_cfg} config(s)]" if len(one) < len(df) or n_cfg > 1 else ""
+    unkeyed = len(df) - len(keyed)
+    note = (f" [one run per {col}, {len(one)} of {len(df)} runs, {n_cfg} config(s)"
+            f"{f'; {unkeyed} run(s) without {col} left out' if unkeyed else ''}]"
+            if len(one) < len(df) or n_cfg > 1 else "")
     return one, note
 
 
