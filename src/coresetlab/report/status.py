@@ -84,6 +84,8 @@ def _one_per(df: pd.DataFrame, col: str) -> tuple[pd.DataFrame, str]:
     if df.empty or col not in df.columns:
         return _newest(df)
     keyed = df[df[col].notna()]
+    if keyed.empty:  # records without the key (written before it was recorded): the plain rule
+        return _newest(df)
     one = keyed.sort_values("finished_at", na_position="first").drop_duplicates(col, keep="last")
     n_cfg = one["config_id"].nunique(dropna=False) if "config_id" in one.columns else 1
     unkeyed = len(df) - len(keyed)
