@@ -7,7 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from coresetlab.methods.dubey.compress import CoresetConfig, coreset_compress, factor_layer, uniform_compress
+from coresetlab.methods.dubey.compress import (
+    CoresetConfig,
+    FitCache,
+    coreset_compress,
+    factor_layer,
+    uniform_compress,
+)
 from coresetlab.methods.dubey.coreset import (
     coreset_a,
     coreset_k,
@@ -186,6 +192,32 @@ def test_coreset_compress_respects_tolerance(lenet, batch):
         assert any(isinstance(m, Factorized) for m in model.modules())
     small = uniform_compress(lenet, CoresetConfig(kind="k"), 0.05)
     assert count_params(small) < 0.1 * count_params(lenet)
+
+
+@pytest.mark.parametrize("kind", ["s", "a"])
+def test_fit_cache_reuses_fits_across_rank_searches_without_changing_them(lenet, batch, kind):
+    """Fig. 7's tolerance sweep shares one FitCache: a second search (another tolerance) reuses the first's
+    fits of an unchanged layer, and the compressed network equals the one computed without the cache."""
+    y = lenet(batch).argmax(1)
+    cfg = CoresetConfig(kind=kind, alpha=0.1, spca_max_iter=20, em_max_iter=5)
+    cache = FitCache()
+    coreset_compress(lenet, cfg, batch, y, tol=0.2, layers=["conv2"], fit_cache=cache)
+    first = cache.misses
+    assert first > 0 and cache.hits == 0
+    cached, _, info_c = coreset_compress(lenet, cfg, batch, y, tol=0.05, layers=["conv2"], fit_cache=cache)
+    plain, _, info_p = coreset_compress(lenet, cfg, batch, y, tol=0.05, layers=["conv2"])
+    assert cache.hits > 0  # the exponential search probes the same small ranks at both tolerances
+    assert info_c["layers"] == info_p["layers"]
+    for (k1, p1), (k2, p2) in zip(cached.state_dict().items(), plain.state_dict().items(), strict=True):
+        assert k1 == k2 and torch.equal(p1, p2)
+    # another weight matrix is another fit (the key holds the weights' bytes)
+    other = LeNet5().eval()
+    with torch.no_grad():
+        other.conv2.weight.mul_(2.0)
+    n = cache.misses
+    factor_layer(other.conv2, cfg, 3, importance=torch.ones(other.conv2.out_channels) if kind == "a" else None,
+                 fit_cache=cache)
+    assert cache.misses == n + 1
 
 
 @pytest.mark.parametrize("alphabet,n", [(1, 10), (2, 1), (32, 5000), (256, 20000)])

@@ -15,6 +15,7 @@ matching input channels of the next layer (exact: those filters output zero).
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import math
 from collections.abc import Callable, Iterable
@@ -99,15 +100,48 @@ class Candidate:
     alpha: float | None = None
 
 
+def _digest(t: torch.Tensor | None) -> str:
+    if t is None:
+        return "-"
+    a = t.detach().contiguous().cpu()
+    return f"{tuple(a.shape)}:{a.dtype}:{hashlib.sha1(a.numpy().tobytes()).hexdigest()}"
+
+
+class FitCache:
+    """Coreset-S / Coreset-A factor pairs ``(Ŵ, D)`` keyed by everything the fit reads: the kind, the weight
+    matrix (its bytes), the importance, the rank, λ and the solver settings (:class:`CoresetConfig`).
+
+    The fits are deterministic (seeded sparse PCA, EM from a fixed start), so a hit returns what a refit would
+    compute. It saves refits when rank searches revisit an unchanged layer — supplement Fig. 7's tolerance
+    sweep probes the same small ranks of the same layers at every tolerance. ``hits``/``misses`` count lookups.
+    """
+
+    def __init__(self) -> None:
+        self._fits: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple, fit: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        if key in self._fits:
+            self.hits += 1
+        else:
+            self.misses += 1
+            self._fits[key] = tuple(t.detach().clone() for t in fit())  # type: ignore[assignment]
+        w_hat, d = self._fits[key]
+        return w_hat.clone(), d.clone()
+
+
 def factor_layer(
     layer: Compressible, cfg: CoresetConfig, rank: int, importance: torch.Tensor | None = None,
     alpha: float | None = None, memo: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    fit_cache: FitCache | None = None,
 ) -> Candidate:
     """The rank-``rank`` coreset replacement of ``layer`` for ``cfg.kind``.
 
     ``memo`` (one dict per layer, e.g. across a rank search): Coreset-K and SVD keep the full-rank factors
     there and truncate them for every rank — the same leading singular vectors :func:`.coreset.coreset_k`
     computes for each rank, with one decomposition per layer instead of one per rank tried.
+    ``fit_cache`` (:class:`FitCache`, e.g. one per run): Coreset-S / -A fits reused across rank searches.
     """
     rank = min(rank, min(weight_matrix(layer).shape))
 
@@ -130,12 +164,23 @@ def factor_layer(
     elif cfg.kind == "a":
         if importance is None:
             raise ValueError("Coreset-A needs the filter importance (Eq. 6)")
-        em = coreset_a(w, importance, rank, cfg.em_max_iter, cfg.em_rel_tol)
-        w_hat, d = em.w_hat, em.d
+
+        def fit_a() -> tuple[torch.Tensor, torch.Tensor]:
+            em = coreset_a(w, importance, rank, cfg.em_max_iter, cfg.em_rel_tol)
+            return em.w_hat, em.d
+
+        key = ("a", _digest(w), _digest(importance), rank, cfg.em_max_iter, cfg.em_rel_tol)
+        w_hat, d = fit_cache.get(key, fit_a) if fit_cache is not None else fit_a()
     else:
         alpha = cfg.alpha if alpha is None else alpha
-        w_hat, d = coreset_s(w, rank, alpha, cfg.ridge_alpha, cfg.spca_max_iter, cfg.spca_tol, cfg.spca_method,
+
+        def fit_s() -> tuple[torch.Tensor, torch.Tensor]:
+            return coreset_s(w, rank, alpha, cfg.ridge_alpha, cfg.spca_max_iter, cfg.spca_tol, cfg.spca_method,
                              cfg.seed)
+
+        key = ("s", _digest(w), rank, float(alpha), cfg.ridge_alpha, cfg.spca_max_iter, cfg.spca_tol,
+               cfg.spca_method, cfg.seed)
+        w_hat, d = fit_cache.get(key, fit_s) if fit_cache is not None else fit_s()
         if d.shape[0] == 0:  # everything zeroed: keep one (zero) component so the layer stays well formed
             w_hat, d = torch.zeros(w.shape[0], 1, dtype=w.dtype), torch.zeros(1, w.shape[1], dtype=w.dtype)
         keep = torch.nonzero((d != 0).any(0)).flatten() if cfg.drop_zero_filters else None
@@ -177,7 +222,7 @@ def _importance(model: nn.Module, name: str, x: torch.Tensor | None, batch_size:
 
 def _search_layer(
     model: nn.Module, name: str, cfg: CoresetConfig, ev: SuffixEvaluator, threshold: float,
-    importance: torch.Tensor | None, search: str,
+    importance: torch.Tensor | None, search: str, fit_cache: FitCache | None = None,
 ) -> tuple[Candidate | None, int, list[tuple[int, bool]]]:
     """Smallest-rank candidate for layer ``name`` of ``model`` whose accuracy (on ``ev``) is >= ``threshold``.
 
@@ -195,7 +240,7 @@ def _search_layer(
         cache: dict[int, Candidate] = {}
 
         def passes(r: int, alpha=alpha, cache=cache) -> bool:
-            cache[r] = factor_layer(layer, cfg, r, importance, alpha, memo)
+            cache[r] = factor_layer(layer, cfg, r, importance, alpha, memo, fit_cache)
             with swapped(model, _replacements(model, name, cache[r], pairs)):
                 return ev.accuracy(model) >= threshold
 
@@ -223,6 +268,7 @@ def coreset_compress(
     progress: Callable[[Iterable[str]], Iterable[str]] | None = None,
     search: str = "exponential",
     budget: str = "cumulative",
+    fit_cache: FitCache | None = None,
 ) -> tuple[nn.Module, list[LayerOutcome], dict[str, Any]]:
     """Compress every conv/linear layer of a copy of ``model`` with the smallest passing rank (§3.6).
 
@@ -232,7 +278,7 @@ def coreset_compress(
     before it already compressed, so the whole network stays within ``tol`` on ``(x, y)`` (like AP);
     ``independent`` searches each layer alone against the pre-coreset network (per-layer
     sensitivity) and then applies all of them (the final accuracy may fall further; it is reported).
-    Returns ``(model, per-layer outcomes, info)``.
+    ``fit_cache``: reuse Coreset-S / -A fits of earlier searches (:class:`FitCache`; same result). Returns ``(model, per-layer outcomes, info)``.
     """
     if budget not in ("cumulative", "independent"):
         raise ValueError(f"budget must be 'cumulative' or 'independent', got {budget!r}")
@@ -251,7 +297,7 @@ def coreset_compress(
         before = n_params(layer)
         imp = _importance(work, name, importance_x, batch_size) if cfg.kind == "a" else None
         ev = SuffixEvaluator(work, x, y, name, batch_size)
-        cand, r_max, trace = _search_layer(work, name, cfg, ev, ref - tol, imp, search)
+        cand, r_max, trace = _search_layer(work, name, cfg, ev, ref - tol, imp, search, fit_cache)
         if cand is None:
             outcomes.append(LayerOutcome(name, cfg.kind, n, n, d_dim, None, before, before, None, trace))
             log.info("coreset-%s %s: no rank <= %d within tol; left dense", cfg.kind, name, r_max)

@@ -31,6 +31,7 @@ from coresetlab.data.common import TensorBatchDataset, make_loader
 from coresetlab.errors import ConfigError
 from coresetlab.lit import ClassifierModule, fit_module, get_parent
 from coresetlab.methods.dubey import DubeyMethod, Variant, apply_ap, coreset_compress
+from coresetlab.methods.dubey.compress import FitCache
 from coresetlab.methods.dubey.deep_compression import apply_masks, bake, magnitude_masks, recalibrate_bn
 from coresetlab.methods.dubey.evaluation import accuracy
 from coresetlab.methods.dubey.layers import (
@@ -124,6 +125,7 @@ class Pipeline:
         if not 0 < self.train_fraction <= 1:
             raise ConfigError(f"task.retrain.train_fraction must be in (0, 1], got {self.train_fraction}")
         self.eval_precision = str(self.t.get("eval_precision", "32"))
+        self.fit_cache = FitCache()  # Coreset-S/-A fits shared by this run's rank searches (same results, fewer refits)
         if self.eval_precision not in EVAL_PRECISIONS:
             raise ConfigError(f"task.eval_precision must be one of {sorted(EVAL_PRECISIONS)}, got '{self.eval_precision}'")
         with ctx.stage("data"):
@@ -266,6 +268,7 @@ class Pipeline:
             batch_size=int(m.search.batch_size), progress=self.progress(f"coreset-{v.name}"),
             search=m.search.rank_search, budget=m.search.budget,
             layers=self.large_layers(m.search.layers, compressible_layers(self.parent), m.search.min_params),
+            fit_cache=self.fit_cache,
         )
 
     def large_layers(self, names: list[str] | None, every: Iterable[str], min_params: int) -> list[str] | None:
