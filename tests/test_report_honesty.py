@@ -154,6 +154,8 @@ def test_status_reproduced_partly_not_and_no_paper_runs(configs, tmp_path):
     assert st.status == "partly (Δ acc: coreset > uniform at 1/2 rate values, fails at rate = 0.9)"
     assert _status(tmp_path, part, reproduced_if=[{**MANIFEST["reproduced_if"][1], "min_fraction": 0.5}]
                    ).status == "reproduced"
+    named = _status(tmp_path, part, reproduced_if=[{**MANIFEST["reproduced_if"][1], "x_name": "pruning rate"}])
+    assert named.status == "not reproduced (Δ acc: coreset > uniform at 1/2 pruning rate values, fails at pruning rate = 0.9)"
 
     bad = tmp_path / "bad"
     _run(bad, configs, "s0", acc=0.97, curve=HALF)

@@ -10,8 +10,9 @@ needs to render quoted rows and to evaluate the reproduction status:
   a tolerance check ``{table, row, metric, tol}`` — the table is a ``runs`` table of this manifest, ``row``
   one of its row labels, ``metric`` one of that row's metrics with a numeric ``paper`` value, ``tol`` > 0,
   optional ``per: parent_key`` (the metric is the parent's: one run per parent, pooled across configs) —
-  or an ordering check ``{figure, metric, index, hue, order, better, min_fraction?, where?}`` on a figure or
-  a ``records`` table of this manifest (``order``: at least two distinct labels, best first).
+  or an ordering check ``{figure, metric, index, hue, order, better, min_fraction?, where?, x_name?}`` on a
+  figure or a ``records`` table of this manifest (``order``: at least two distinct labels, best first;
+  ``x_name``: what the status calls the ``index`` values, e.g. ``tolerance`` for a column named ``value``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 FMTS = {"pct", "pct3", "int", "sci", "float"}
 TOL_KEYS = {"table", "row", "metric", "tol", "where", "per"}
 POOL_KEYS = {"parent_key"}  # columns a tolerance check may pool configs by (``per``)
-ORDER_KEYS = {"figure", "metric", "index", "hue", "order", "better", "min_fraction", "where"}
+ORDER_KEYS = {"figure", "metric", "index", "hue", "order", "better", "min_fraction", "where", "x_name"}
 
 
 def _is_number(x: Any) -> bool:

@@ -15,6 +15,7 @@ Manifest schema (``experiments/<id>.yaml``)::
         order: [neuron_coreset, neuron_uniform]   # the paper's ordering at every point, best first
         better: higher                      # or lower
         min_fraction: 1.0                   # optional: fraction of x values where the order must hold
+        x_name: tolerance                   # optional: what the status calls the x values (default: index)
         where: {panel: lenet}               # optional extra filter (either kind of check)
 
 Only ``paper``-profile runs of the manifest's recipe count (:func:`coresetlab.report.variants.eligible`).
@@ -161,10 +162,11 @@ def _order_check(m: dict[str, Any], chk: dict[str, Any], runs: pd.DataFrame, rec
     failed = [v for v in xs if v not in held]
     passed = bool(xs) and len(held) / len(xs) >= need - 1e-12
     seeds = sorted({int(s) for p in parts.values() for s in p["seed"].dropna()}) if "seed" in data.columns else []
-    summary = (f"{label}: {rel.join(order)} at {len(held)}/{len(xs)} {x} values"
+    xn = chk.get("x_name") or x  # what the status calls the x values (a column named `value`: its knob)
+    summary = (f"{label}: {rel.join(order)} at {len(held)}/{len(xs)} {xn} values"
                f"{f' (needs {need:.0%})' if need < 1 else ''}, n = {len(seeds)} seed(s)" + "".join(dict.fromkeys(notes)))
-    delta = f"{label}: {rel.join(order)} at {len(held)}/{len(xs)} {x} values" + (
-        f", fails at {x} = {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in failed[:6])}"
+    delta = f"{label}: {rel.join(order)} at {len(held)}/{len(xs)} {xn} values" + (
+        f", fails at {xn} = {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in failed[:6])}"
         + (" …" if len(failed) > 6 else "") if failed else "")
     used = pd.concat(parts.values())
     return Check(name, passed, summary, delta, used)

@@ -135,12 +135,25 @@ def split_by_recipe(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def with_variant(df: pd.DataFrame, col: str) -> pd.DataFrame:
-    """``df`` with ``col`` suffixed ``" [<variant>]"`` on every row when it mixes configs (for figure hues)."""
-    labels = variant_labels(df)
-    if not labels or col not in df.columns:
+    """``df`` with ``col`` suffixed ``" [<variant>]"`` where a series would mix configs (for figure hues).
+
+    Labels are computed per value of ``col`` (:func:`variant_labels_within`): configs that share a series get
+    what differs between them; a config alone in its series keeps the plain name (e.g. the curves of split runs,
+    one variant per run) — unless its recipe is a modified one (``recipe`` column), which is always named."""
+    if col not in df.columns or "config_id" not in df.columns:
+        return df
+    cids = df["config_id"].fillna(UNKNOWN_CONFIG)
+    labels = dict(variant_labels_within(df, col))
+    if "recipe" in df.columns:
+        modified = set(cids[df["recipe"].astype(str).str.contains("(modified", regex=False)])
+        if modified - {c for c, lab in labels.items() if lab}:
+            every = variant_labels(df)
+            for c in modified:
+                labels[c] = labels.get(c) or every.get(c) or "modified recipe"
+    if not any(labels.values()):
         return df
     out = df.copy()
-    out[col] = [f"{v} [{labels[c]}]" for v, c in zip(out[col], out["config_id"].fillna(UNKNOWN_CONFIG))]
+    out[col] = [f"{v} [{labels[c]}]" if labels.get(c) else v for v, c in zip(out[col], cids)]
     return out
 
 
