@@ -92,7 +92,8 @@ def fig7(manifest: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame, ou
     if not runs.empty and "parent_test_acc" in runs.columns:
         ok = runs[(runs["profile"] == prof) & (runs["status"] == "ok")]
         parent_acc = float(ok["parent_test_acc"].mean()) if not ok.empty else None
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.8), sharex=True, sharey=True,
+                             squeeze=False)
     for ax, (title, d) in zip(axes[0], panels):
         _fig7_panel(ax, d, parent_acc)
         ax.set_title(style.wrap(title, 6.0, 8), fontsize=8)
