@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter  # noqa: E402
 
 from coresetlab.report import style  # noqa: E402
 from coresetlab.report.tables import select  # noqa: E402
@@ -69,6 +70,10 @@ def _fig7_panel(ax, data: pd.DataFrame, parent_acc: float | None) -> None:
         st = style.method_style("parent")
         ax.axhline(parent_acc, color=st.color, lw=0.8, ls=st.linestyle, label=st.label)
     ax.set_xscale("log")
+    ticks = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))  # a range under a decade would get crowded minor labels
+    ax.xaxis.set_major_formatter(FixedFormatter([f"{t:g}" for t in ticks]))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("fraction of retained weights (vs parent)")
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=7, frameon=False, loc="lower right")
@@ -100,7 +105,7 @@ def fig7(manifest: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame, ou
     axes[0][0].set_ylabel("test accuracy")
     axes[0][0].set_ylim(max(0.0, float(data["test_acc"].min()) - 0.02), 1.0)
     style.finish(fig, f"supp. Fig. 7, LeNet-5 / MNIST [profile={prof}]",
-                 footer="markers: every sweep point (coreset curves: one per rank-search tolerance; pruning: one "
+                 footer="markers: every sweep point, mean ± std of the test accuracy over seeds (coreset curves: one per rank-search tolerance; pruning: one "
                         "per kept fraction); lines: each curve's Pareto front (no point with fewer weights is more "
                         "accurate)")
     return _save(fig, out_dir, _base(manifest, manifest.get("figure", {}).get("name", "fig7")))
