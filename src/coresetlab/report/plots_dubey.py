@@ -105,9 +105,9 @@ def fig7(manifest: dict[str, Any], runs: pd.DataFrame, records: pd.DataFrame, ou
     axes[0][0].set_ylabel("test accuracy")
     axes[0][0].set_ylim(max(0.0, float(data["test_acc"].min()) - 0.02), 1.0)
     style.finish(fig, f"supp. Fig. 7, LeNet-5 / MNIST [profile={prof}]",
-                 footer="markers: every sweep point, mean ± std of the test accuracy over seeds (coreset curves: one per rank-search tolerance; pruning: one "
-                        "per kept fraction); lines: each curve's Pareto front (no point with fewer weights is more "
-                        "accurate)")
+                 footer="markers: every sweep point, mean ± std of the test accuracy over seeds (coreset curves: "
+                        "one per rank-search tolerance; pruning: one per kept fraction); lines: each curve's Pareto "
+                        "front (no point with fewer weights is more accurate)")
     return _save(fig, out_dir, _base(manifest, manifest.get("figure", {}).get("name", "fig7")))
 
 

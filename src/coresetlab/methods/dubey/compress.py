@@ -278,7 +278,8 @@ def coreset_compress(
     before it already compressed, so the whole network stays within ``tol`` on ``(x, y)`` (like AP);
     ``independent`` searches each layer alone against the pre-coreset network (per-layer
     sensitivity) and then applies all of them (the final accuracy may fall further; it is reported).
-    ``fit_cache``: reuse Coreset-S / -A fits of earlier searches (:class:`FitCache`; same result). Returns ``(model, per-layer outcomes, info)``.
+    ``fit_cache``: reuse Coreset-S / -A fits of earlier searches (:class:`FitCache`; same result).
+    Returns ``(model, per-layer outcomes, info)``.
     """
     if budget not in ("cumulative", "independent"):
         raise ValueError(f"budget must be 'cumulative' or 'independent', got {budget!r}")
